@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# coco-attest entry point.
+#
+#   ./coco-attest.sh demo            set up, build, run the main job
+#   ./coco-attest.sh test [SUITE...] set up, build, run test suites
+#   ./coco-attest.sh build           set up and build only
+#   ./coco-attest.sh export-patches [DIR]
+#                                    write the QEMU change as a
+#                                    git format-patch series
+#
+# Suites: abi, qtest, patches (default: all).  Everything is idempotent;
+# expensive steps are cached under ${XDG_CACHE_HOME:-~/.cache}/coco-attest.
+set -euo pipefail
+. "$(dirname "$0")/scripts/lib.sh"
+
+ALL_SUITES=(abi qtest patches)
+
+usage() {
+    sed -n '4,14p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+build_all() {
+    bash "$TOP/scripts/build-qemu.sh"
+    bash "$TOP/scripts/build-project.sh"
+}
+
+cmd=${1:-}
+[ -n "$cmd" ] || usage 1
+shift
+case "$cmd" in
+build)
+    build_all
+    ;;
+demo)
+    build_all
+    python3 "$TOP/scripts/demo.py" "$@"
+    ;;
+test)
+    suites=("$@")
+    [ ${#suites[@]} -gt 0 ] || suites=("${ALL_SUITES[@]}")
+    for s in "${suites[@]}"; do
+        case " ${ALL_SUITES[*]} " in
+        *" $s "*) ;;
+        *) die "unknown suite '$s' (suites: ${ALL_SUITES[*]})" ;;
+        esac
+    done
+    build_all
+    exec bash "$TOP/scripts/run-tests.sh" "${suites[@]}"
+    ;;
+export-patches)
+    bash "$TOP/scripts/setup-deps.sh"
+    bash "$TOP/scripts/fetch-qemu.sh"
+    bash "$TOP/scripts/export-patches.sh" "$@"
+    ;;
+-h|--help|help)
+    usage 0
+    ;;
+*)
+    usage 1
+    ;;
+esac

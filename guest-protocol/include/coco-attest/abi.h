@@ -1,0 +1,208 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later OR MIT
+ *
+ * coco-attest guest ABI: the single definition of the device's registers,
+ * message format, commands, status codes and feature bits.
+ *
+ * This header is shared verbatim by the QEMU device model, the qtests and
+ * the freestanding guest library.  It depends on <stdint.h> only, builds
+ * as C99 and C11, and describes a little-endian wire format: every
+ * multi-byte field in a message is little-endian regardless of the host.
+ * The normative description is docs/specs/coco-attest.rst.
+ */
+
+#ifndef COCO_ATTEST_ABI_H
+#define COCO_ATTEST_ABI_H
+
+#include <stdint.h>
+
+/* Layout checks that work in C99 as well as C11 and C++. */
+#define COCA_ABI_GLUE_(a, b) a##b
+#define COCA_ABI_GLUE(a, b) COCA_ABI_GLUE_(a, b)
+#define COCA_ABI_ASSERT(cond)                                            \
+    typedef char COCA_ABI_GLUE(coca_abi_assert_, __LINE__)[(cond) ? 1 : -1]
+
+/* ------------------------------------------------------------------ */
+/* Discovery                                                           */
+/* ------------------------------------------------------------------ */
+
+/* "COCA" read as a little-endian 32-bit value */
+#define COCA_SIGNATURE          0x41434f43u
+
+/* Register-level (transport) ABI version, reported by COCA_REG_VERSION */
+#define COCA_TRANSPORT_MAJOR    1
+#define COCA_TRANSPORT_MINOR    0
+
+/* Default I/O base: free on both the pc (i440fx) and q35 machines */
+#define COCA_DEFAULT_IOBASE     0x580
+#define COCA_IO_SIZE            0x20
+
+/* fw_cfg file describing the device (for firmware/SVSM discovery) */
+#define COCA_FW_CFG_FILE        "etc/coco-attest"
+
+struct coca_fw_cfg {
+    uint32_t signature;         /* COCA_SIGNATURE */
+    uint16_t iobase;            /* I/O port base of the register window */
+    uint8_t irq;                /* ISA IRQ, 0 = none (polling only) */
+    uint8_t reserved;           /* zero */
+    uint16_t transport_major;   /* COCA_TRANSPORT_MAJOR */
+    uint16_t transport_minor;   /* COCA_TRANSPORT_MINOR */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_fw_cfg) == 12);
+
+/* ACPI: _HID "PRP0001" with _DSD compatible = COCA_ACPI_COMPATIBLE */
+#define COCA_ACPI_COMPATIBLE    "qemu,coco-attest"
+
+/* ------------------------------------------------------------------ */
+/* Registers (offsets from iobase; 32-bit accesses only)              */
+/* ------------------------------------------------------------------ */
+
+#define COCA_REG_SIGNATURE      0x00    /* R: COCA_SIGNATURE */
+#define COCA_REG_VERSION        0x04    /* R: major << 16 | minor */
+#define COCA_REG_PAGE_LO        0x08    /* RW: request page GPA [31:0] */
+#define COCA_REG_PAGE_HI        0x0c    /* RW: request page GPA [63:32] */
+#define COCA_REG_CMD            0x10    /* W: COCA_CMD_*; R: COCA_RES_* */
+#define COCA_REG_STATUS         0x14    /* R: COCA_STS_* */
+#define COCA_REG_DATA           0x18    /* RW: port channel data */
+#define COCA_REG_CRC            0x1c    /* RW: port channel CRC32C */
+
+/* Values written to COCA_REG_CMD */
+#define COCA_CMD_REGISTER_PAGE  0x01    /* register PAGE_HI:PAGE_LO */
+#define COCA_CMD_RING           0x02    /* page channel doorbell */
+#define COCA_CMD_PORT_BEGIN     0x03    /* start a port channel request */
+#define COCA_CMD_PORT_SUBMIT    0x04    /* submit the streamed request */
+#define COCA_CMD_ACK            0x05    /* clear DONE and the interrupt */
+#define COCA_CMD_IRQ_ENABLE     0x06    /* raise the IRQ on completion */
+#define COCA_CMD_IRQ_DISABLE    0x07
+#define COCA_CMD_UNREGISTER     0x08    /* forget the request page */
+
+/* Values read back from COCA_REG_CMD: result of the last register write */
+#define COCA_RES_OK             0x00    /* accepted */
+#define COCA_RES_BUSY           0x01    /* a request is in flight */
+#define COCA_RES_BAD_PAGE       0x02    /* no/unaligned/non-RAM page */
+#define COCA_RES_BAD_CMD        0x03    /* unknown COCA_CMD_* value */
+#define COCA_RES_CRC            0x04    /* port channel CRC mismatch */
+#define COCA_RES_STREAM         0x05    /* port stream over/underrun */
+#define COCA_RES_NOT_READY      0x06    /* no response to read */
+#define COCA_RES_NO_IRQ         0x07    /* device has no IRQ configured */
+
+/* COCA_REG_STATUS bits */
+#define COCA_STS_BUSY           (1u << 0)   /* a request is in flight */
+#define COCA_STS_DONE           (1u << 1)   /* a response is ready */
+#define COCA_STS_IRQ            (1u << 2)   /* interrupt line asserted */
+#define COCA_STS_IRQ_ENABLED    (1u << 3)
+#define COCA_STS_PAGE_VALID     (1u << 4)   /* a request page is registered */
+#define COCA_STS_NEGOTIATED     (1u << 5)
+#define COCA_STS_PORT_ACTIVE    (1u << 6)   /* PORT_BEGIN seen, not submitted */
+#define COCA_STS_PORT_RESPONSE  (1u << 7)   /* DONE response is on DATA */
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                            */
+/* ------------------------------------------------------------------ */
+
+#define COCA_MSG_MAGIC          COCA_SIGNATURE
+#define COCA_MSG_VERSION        1
+#define COCA_PAGE_SIZE          4096u
+
+/* Header flags */
+#define COCA_FLAG_EXT_BUF       (1u << 0)   /* payload in buf_gpa/buf_len */
+#define COCA_FLAG_RESPONSE      (1u << 31)  /* set by the host */
+#define COCA_FLAGS_GUEST        (COCA_FLAG_EXT_BUF)
+
+/*
+ * Every request and response starts with this header.  In the page
+ * channel it sits at offset 0 of the registered page, followed by the
+ * inline payload; in the port channel it is the first 48 bytes streamed
+ * through COCA_REG_DATA.  The host writes the response header in place;
+ * @status is written last.
+ */
+struct coca_hdr {
+    uint32_t magic;         /* COCA_MSG_MAGIC */
+    uint16_t version;       /* COCA_MSG_VERSION */
+    uint16_t command;       /* COCA_OP_* */
+    uint32_t flags;         /* COCA_FLAG_* */
+    uint32_t seq;           /* chosen by the guest, echoed */
+    uint32_t status;        /* COCA_STATUS_*, written last by the host */
+    uint32_t req_len;       /* request payload bytes */
+    uint32_t resp_len;      /* response payload bytes (or size needed) */
+    uint32_t reserved0;     /* must be zero */
+    uint64_t buf_gpa;       /* COCA_FLAG_EXT_BUF: 4 KiB-aligned buffer */
+    uint32_t buf_len;       /* COCA_FLAG_EXT_BUF: buffer size in bytes */
+    uint32_t reserved1;     /* must be zero */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
+
+#define COCA_HDR_SIZE           48u
+#define COCA_INLINE_MAX         (COCA_PAGE_SIZE - COCA_HDR_SIZE)
+
+/* Commands (coca_hdr.command) */
+#define COCA_OP_NEGOTIATE       0x0001
+#define COCA_OP_ECHO            0x0002
+
+/* Status codes (coca_hdr.status) */
+#define COCA_STATUS_OK                  0   /* success */
+#define COCA_STATUS_PENDING             1   /* accepted, not complete yet */
+#define COCA_STATUS_RETRY               2   /* not executed: resubmit */
+#define COCA_STATUS_BAD_HEADER          3   /* magic/version/flags/reserved */
+#define COCA_STATUS_UNSUPPORTED         4   /* unknown command */
+#define COCA_STATUS_INVALID             5   /* malformed payload */
+#define COCA_STATUS_NOT_NEGOTIATED      6   /* NEGOTIATE first */
+#define COCA_STATUS_NO_SPACE            7   /* resp_len = bytes needed */
+#define COCA_STATUS_TOO_LARGE           8   /* request exceeds a limit */
+#define COCA_STATUS_BAD_BUFFER          9   /* external buffer refused */
+#define COCA_STATUS_VERSION             10  /* no common protocol version */
+#define COCA_STATUS_FEATURE             11  /* feature not negotiated */
+#define COCA_STATUS_INTERNAL            12  /* host-side failure */
+
+/* The guest writes this into coca_hdr.status before ringing */
+#define COCA_STATUS_NONE                0xffffffffu
+
+/* Protocol versions negotiated by COCA_OP_NEGOTIATE */
+#define COCA_PROTO_MIN          1
+#define COCA_PROTO_MAX          1
+
+/* Feature bits (64-bit masks) */
+#define COCA_FEAT_EXT_BUF       (1ull << 0)  /* multi-page guest buffers */
+#define COCA_FEAT_IRQ           (1ull << 1)  /* completion interrupt */
+#define COCA_FEAT_DIAG          (1ull << 2)  /* COCA_OP_ECHO diagnostics */
+#define COCA_FEAT_ALL           (COCA_FEAT_EXT_BUF | COCA_FEAT_IRQ | \
+                                 COCA_FEAT_DIAG)
+
+/* Limits */
+#define COCA_MAX_OBJECT_MIN     (64u * 1024)    /* every host offers this */
+#define COCA_MAX_OBJECT_MAX     (1024u * 1024)  /* no host offers more */
+
+/* COCA_OP_NEGOTIATE */
+struct coca_negotiate_req {
+    uint16_t proto_min;     /* lowest protocol version the guest speaks */
+    uint16_t proto_max;     /* highest */
+    uint32_t reserved;      /* must be zero */
+    uint64_t features;      /* features the guest accepts */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_negotiate_req) == 16);
+
+struct coca_negotiate_resp {
+    uint16_t proto;         /* chosen version, 0 when none */
+    uint16_t proto_min;     /* host range, always filled in */
+    uint16_t proto_max;
+    uint16_t reserved0;
+    uint64_t offered;       /* features the host offers */
+    uint64_t negotiated;    /* offered & requested: now in force */
+    uint32_t max_object;    /* largest payload, either direction */
+    uint32_t inline_max;    /* COCA_INLINE_MAX */
+    uint32_t max_pending;   /* requests in flight at once (1) */
+    uint32_t reserved1;
+};
+COCA_ABI_ASSERT(sizeof(struct coca_negotiate_resp) == 40);
+
+/* COCA_OP_ECHO (needs COCA_FEAT_DIAG): payload = this header + data */
+#define COCA_ECHO_ASYNC         (1u << 0)   /* complete off the vCPU */
+#define COCA_ECHO_FLAGS         (COCA_ECHO_ASYNC)
+
+struct coca_echo {
+    uint32_t flags;         /* request: COCA_ECHO_*; response: same */
+    uint32_t crc;           /* response: CRC32C of the data received */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_echo) == 8);
+
+#endif /* COCO_ATTEST_ABI_H */

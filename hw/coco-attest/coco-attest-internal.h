@@ -1,0 +1,73 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * coco-attest: device state shared by the device model and its QMP code.
+ */
+
+#ifndef HW_COCO_ATTEST_INTERNAL_H
+#define HW_COCO_ATTEST_INTERNAL_H
+
+#include "hw/isa/isa.h"
+#include "hw/coco-attest/abi.h"
+#include "qom/object.h"
+
+#define TYPE_COCO_ATTEST "coco-attest"
+OBJECT_DECLARE_SIMPLE_TYPE(CocoAttestState, COCO_ATTEST)
+
+typedef enum CocoAttestChan {
+    COCA_CHAN_NONE,
+    COCA_CHAN_PAGE,
+    COCA_CHAN_PORT,
+} CocoAttestChan;
+
+typedef struct CocoAttestReq CocoAttestReq;
+
+struct CocoAttestState {
+    ISADevice parent_obj;
+
+    MemoryRegion io;
+    qemu_irq irq;
+
+    /* properties */
+    uint16_t iobase;
+    uint32_t isairq;
+    uint64_t features;
+    uint32_t max_object;
+    uint32_t echo_delay_ms;
+
+    /* register state */
+    uint64_t page_staged;       /* PAGE_HI:PAGE_LO as written */
+    uint64_t page;              /* registered request page */
+    bool page_valid;
+    uint32_t result;            /* COCA_RES_* of the last CMD write */
+    bool done;
+    bool irq_enabled;
+
+    /* negotiation */
+    bool negotiated;
+    uint16_t proto;
+    uint64_t negotiated_features;
+
+    /* port channel: one buffer for the request, then the response */
+    uint8_t *port_buf;
+    uint32_t port_cap;
+    uint32_t port_len;
+    uint32_t port_pos;
+    uint32_t port_crc;
+    bool port_active;
+    bool port_response;
+
+    /* the request in flight (at most one) */
+    CocoAttestReq *inflight;
+    uint32_t epoch;
+    CocoAttestChan last_chan;
+
+    /* statistics for query-coco-attest */
+    uint64_t stat_requests;
+    uint64_t stat_errors;
+    uint64_t stat_dropped;
+};
+
+uint64_t coco_attest_offered(CocoAttestState *s);
+
+#endif

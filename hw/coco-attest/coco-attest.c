@@ -1,0 +1,1080 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * coco-attest: a paravirtual channel between a confidential guest's
+ * service module (e.g. an SVSM hosting the vTPM) and the VMM.
+ *
+ * The guest ABI is defined in include/hw/coco-attest/abi.h and specified
+ * in docs/specs/coco-attest.rst.  Two channels carry the same messages:
+ *
+ *  - the page channel: the guest registers a 4 KiB request page by GPA
+ *    and rings a doorbell; optionally a larger, physically contiguous
+ *    guest buffer carries the payload (COCA_FEAT_EXT_BUF);
+ *  - the port channel: the message is streamed through a 32-bit data
+ *    register and protected by a CRC32C.
+ *
+ * Guest memory is only ever accessed as RAM (MemTxAttrs.memory, plus an
+ * explicit check that refuses ROM and device memory), copied in once and
+ * parsed from the copy.  Work that may take long runs in the thread pool;
+ * the vCPU sees COCA_STATUS_PENDING and polls or takes the interrupt.  An
+ * epoch counter, bumped on reset, keeps late completions from touching
+ * guest memory.
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bitops.h"
+#include "qemu/bswap.h"
+#include "qemu/crc32c.h"
+#include "qemu/host-utils.h"
+#include "qemu/log.h"
+#include "qemu/module.h"
+#include "qemu/timer.h"
+#include "qemu/rcu.h"
+#include "qapi/error.h"
+#include "block/aio.h"
+#include "block/thread-pool.h"
+#include "exec/address-spaces.h"
+#include "exec/memory.h"
+#include "hw/acpi/acpi_aml_interface.h"
+#include "hw/irq.h"
+#include "hw/nvram/fw_cfg.h"
+#include "hw/qdev-properties.h"
+#include "hw/resettable.h"
+#include "migration/vmstate.h"
+#include "coco-attest-internal.h"
+#include "trace.h"
+
+#define COCA_LOG(fmt, ...) \
+    qemu_log_mask(LOG_GUEST_ERROR, "coco-attest: " fmt "\n", ## __VA_ARGS__)
+
+struct CocoAttestReq {
+    CocoAttestState *s;
+    uint32_t epoch;
+    CocoAttestChan chan;
+    struct coca_hdr hdr;        /* host byte order copy of the header */
+    uint64_t page;              /* page channel: where the header lives */
+    uint8_t *in;                /* private copy of the request payload */
+    uint32_t in_len;
+    uint8_t *out;               /* response payload */
+    uint32_t out_len;
+    uint32_t status;
+    QEMUTimer *timer;           /* delayed start of deferred work */
+    ThreadPoolFunc *work;       /* runs without the BQL, on in/out only */
+};
+
+static const char *coca_chan_name(CocoAttestChan chan)
+{
+    return chan == COCA_CHAN_PAGE ? "page" : "port";
+}
+
+uint64_t coco_attest_offered(CocoAttestState *s)
+{
+    uint64_t offered = s->features & COCA_FEAT_ALL;
+
+    if (!s->isairq) {
+        offered &= ~COCA_FEAT_IRQ;
+    }
+    return offered;
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest memory: RAM only, copied, every result checked               */
+/* ------------------------------------------------------------------ */
+
+static const MemTxAttrs coca_attrs = { .memory = true };
+
+/*
+ * True if [addr, addr + len) is entirely guest RAM: not MMIO, not ROM,
+ * not device memory, not unassigned, and not wrapping around.
+ */
+static bool coca_is_ram(uint64_t addr, uint64_t len)
+{
+    uint64_t end;
+
+    if (len == 0 || uadd64_overflow(addr, len, &end)) {
+        return false;
+    }
+
+    RCU_READ_LOCK_GUARD();
+    while (addr < end) {
+        hwaddr xlat, l = end - addr;
+        MemoryRegion *mr;
+
+        mr = address_space_translate(&address_space_memory, addr, &xlat,
+                                     &l, true, coca_attrs);
+        if (!memory_region_is_ram(mr) || memory_region_is_rom(mr) ||
+            memory_region_is_ram_device(mr) || mr->readonly || l == 0) {
+            return false;
+        }
+        addr += l;
+    }
+    return true;
+}
+
+static bool coca_read(uint64_t addr, void *buf, uint32_t len)
+{
+    if (!coca_is_ram(addr, len)) {
+        return false;
+    }
+    return address_space_read(&address_space_memory, addr, coca_attrs,
+                              buf, len) == MEMTX_OK;
+}
+
+static bool coca_write(uint64_t addr, const void *buf, uint32_t len)
+{
+    if (!coca_is_ram(addr, len)) {
+        return false;
+    }
+    return address_space_write(&address_space_memory, addr, coca_attrs,
+                               buf, len) == MEMTX_OK;
+}
+
+static void coca_hdr_from_le(struct coca_hdr *h)
+{
+    h->magic = le32_to_cpu(h->magic);
+    h->version = le16_to_cpu(h->version);
+    h->command = le16_to_cpu(h->command);
+    h->flags = le32_to_cpu(h->flags);
+    h->seq = le32_to_cpu(h->seq);
+    h->status = le32_to_cpu(h->status);
+    h->req_len = le32_to_cpu(h->req_len);
+    h->resp_len = le32_to_cpu(h->resp_len);
+    h->reserved0 = le32_to_cpu(h->reserved0);
+    h->buf_gpa = le64_to_cpu(h->buf_gpa);
+    h->buf_len = le32_to_cpu(h->buf_len);
+    h->reserved1 = le32_to_cpu(h->reserved1);
+}
+
+static void coca_hdr_to_le(struct coca_hdr *h)
+{
+    /* the conversion is its own inverse */
+    coca_hdr_from_le(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* Interrupt and register results                                     */
+/* ------------------------------------------------------------------ */
+
+static void coca_update_irq(CocoAttestState *s)
+{
+    int level = s->isairq && s->irq_enabled && s->done;
+
+    trace_coco_attest_irq(level);
+    qemu_set_irq(s->irq, level);
+}
+
+static void coca_set_result(CocoAttestState *s, uint32_t cmd, uint32_t res)
+{
+    s->result = res;
+    trace_coco_attest_result(cmd, res);
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+/* ------------------------------------------------------------------ */
+
+static CocoAttestReq *coca_req_new(CocoAttestState *s, CocoAttestChan chan)
+{
+    CocoAttestReq *req = g_new0(CocoAttestReq, 1);
+
+    object_ref(OBJECT(s));
+    req->s = s;
+    req->epoch = s->epoch;
+    req->chan = chan;
+    req->status = COCA_STATUS_OK;
+    return req;
+}
+
+static void coca_req_free(CocoAttestReq *req)
+{
+    if (req->timer) {
+        timer_free(req->timer);
+    }
+    g_free(req->in);
+    g_free(req->out);
+    object_unref(OBJECT(req->s));
+    g_free(req);
+}
+
+/* Capacity for the response payload of @req. */
+static uint32_t coca_resp_cap(CocoAttestReq *req)
+{
+    if (req->chan == COCA_CHAN_PORT) {
+        return req->s->max_object;
+    }
+    if (req->hdr.flags & COCA_FLAG_EXT_BUF) {
+        return req->hdr.buf_len;
+    }
+    return COCA_INLINE_MAX;
+}
+
+static void coca_finish_page(CocoAttestReq *req)
+{
+    CocoAttestState *s = req->s;
+    struct coca_hdr h = req->hdr;
+    uint32_t status = req->status;
+    uint32_t status_le;
+    uint64_t dst = (h.flags & COCA_FLAG_EXT_BUF) ? h.buf_gpa
+                                                 : req->page + COCA_HDR_SIZE;
+
+    h.resp_len = 0;
+    if (req->out_len > coca_resp_cap(req)) {
+        status = COCA_STATUS_NO_SPACE;
+        h.resp_len = req->out_len;
+    } else if (req->out_len && !coca_write(dst, req->out, req->out_len)) {
+        COCA_LOG("response buffer 0x%" PRIx64 "+0x%x is no longer RAM",
+                 dst, req->out_len);
+        status = COCA_STATUS_BAD_BUFFER;
+    } else {
+        h.resp_len = req->out_len;
+    }
+    req->status = status;
+
+    h.flags |= COCA_FLAG_RESPONSE;
+    h.status = COCA_STATUS_PENDING;
+    coca_hdr_to_le(&h);
+    if (!coca_write(req->page, &h, COCA_HDR_SIZE)) {
+        COCA_LOG("request page 0x%" PRIx64 " is no longer RAM", req->page);
+        s->stat_errors++;
+        return;
+    }
+    /* the payload and header must be visible before the status */
+    smp_wmb();
+    status_le = cpu_to_le32(status);
+    coca_write(req->page + offsetof(struct coca_hdr, status), &status_le,
+               sizeof(status_le));
+}
+
+static void coca_finish_port(CocoAttestReq *req)
+{
+    CocoAttestState *s = req->s;
+    struct coca_hdr h = req->hdr;
+
+    h.flags |= COCA_FLAG_RESPONSE;
+    h.status = req->status;
+    h.resp_len = req->out_len;
+    s->port_len = COCA_HDR_SIZE;
+    if (req->out_len > coca_resp_cap(req)) {
+        h.status = COCA_STATUS_NO_SPACE;
+    } else {
+        memcpy(s->port_buf + COCA_HDR_SIZE, req->out, req->out_len);
+        s->port_len += req->out_len;
+    }
+    req->status = h.status;
+    coca_hdr_to_le(&h);
+    memcpy(s->port_buf, &h, COCA_HDR_SIZE);
+    /* the guest reads whole words: the padding reads as zero */
+    memset(s->port_buf + s->port_len, 0,
+           ROUND_UP(s->port_len, 4) - s->port_len);
+    s->port_pos = 0;
+    s->port_crc = crc32c(0xffffffff, s->port_buf, s->port_len) ^ 0xffffffff;
+    s->port_response = true;
+}
+
+/*
+ * Deliver the response of @req to the guest and retire it.  Runs with the
+ * BQL held, either synchronously from the register write or from a
+ * main-loop callback.
+ */
+static void coca_complete(CocoAttestReq *req)
+{
+    CocoAttestState *s = req->s;
+
+    if (req->epoch != s->epoch) {
+        /* reset since submission: the guest memory is not ours any more */
+        trace_coco_attest_stale_completion(req->hdr.seq, req->epoch,
+                                           s->epoch);
+        s->stat_dropped++;
+        coca_req_free(req);
+        return;
+    }
+    assert(s->inflight == req);
+
+    if (req->chan == COCA_CHAN_PAGE) {
+        coca_finish_page(req);
+    } else {
+        coca_finish_port(req);
+    }
+    if (req->status != COCA_STATUS_OK) {
+        s->stat_errors++;
+    }
+    trace_coco_attest_complete(coca_chan_name(req->chan), req->hdr.command,
+                               req->hdr.seq, req->status, req->out_len);
+    s->inflight = NULL;
+    s->done = true;
+    coca_update_irq(s);
+    coca_req_free(req);
+}
+
+static void coca_fail(CocoAttestReq *req, uint32_t status)
+{
+    req->status = status;
+    req->out_len = 0;
+    coca_complete(req);
+}
+
+/* Thread-pool completion: back on the main loop with the BQL. */
+static void coca_work_done(void *opaque, int ret)
+{
+    CocoAttestReq *req = opaque;
+
+    if (ret < 0 && req->status == COCA_STATUS_OK) {
+        req->status = COCA_STATUS_INTERNAL;
+        req->out_len = 0;
+    }
+    coca_complete(req);
+}
+
+static void coca_work_start(void *opaque)
+{
+    CocoAttestReq *req = opaque;
+
+    timer_free(req->timer);
+    req->timer = NULL;
+    if (req->epoch != req->s->epoch) {
+        coca_complete(req);         /* drops it */
+        return;
+    }
+    thread_pool_submit_aio(req->work, req, coca_work_done, req);
+}
+
+/*
+ * Complete @req later: @work runs in the thread pool (after @delay_ms of
+ * virtual time, if non-zero) and must touch nothing but the request.  The
+ * guest sees COCA_STATUS_PENDING until then.
+ */
+static void coca_defer(CocoAttestReq *req, ThreadPoolFunc *work,
+                       uint32_t delay_ms)
+{
+    uint32_t pending = cpu_to_le32(COCA_STATUS_PENDING);
+
+    req->work = work;
+    trace_coco_attest_pending(req->hdr.command, req->hdr.seq, req->epoch);
+    if (req->chan == COCA_CHAN_PAGE &&
+        !coca_write(req->page + offsetof(struct coca_hdr, status),
+                    &pending, sizeof(pending))) {
+        coca_fail(req, COCA_STATUS_BAD_BUFFER);
+        return;
+    }
+    if (delay_ms) {
+        req->timer = timer_new_ms(QEMU_CLOCK_VIRTUAL, coca_work_start, req);
+        timer_mod(req->timer,
+                  qemu_clock_get_ms(QEMU_CLOCK_VIRTUAL) + delay_ms);
+    } else {
+        thread_pool_submit_aio(work, req, coca_work_done, req);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Commands                                                            */
+/* ------------------------------------------------------------------ */
+
+static bool coca_alloc_out(CocoAttestReq *req, uint32_t len)
+{
+    req->out = g_try_malloc0(len);
+    if (!req->out && len) {
+        return false;
+    }
+    req->out_len = len;
+    return true;
+}
+
+static void coca_op_negotiate(CocoAttestReq *req)
+{
+    CocoAttestState *s = req->s;
+    struct coca_negotiate_req in;
+    struct coca_negotiate_resp out = { 0 };
+    uint16_t lo, hi;
+    uint64_t offered = coco_attest_offered(s);
+
+    if (req->in_len < sizeof(in)) {
+        COCA_LOG("NEGOTIATE payload too short (%u bytes)", req->in_len);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    memcpy(&in, req->in, sizeof(in));
+    in.proto_min = le16_to_cpu(in.proto_min);
+    in.proto_max = le16_to_cpu(in.proto_max);
+    in.reserved = le32_to_cpu(in.reserved);
+    in.features = le64_to_cpu(in.features);
+    if (in.reserved || !in.proto_min || in.proto_min > in.proto_max) {
+        COCA_LOG("NEGOTIATE: bad version range %u..%u or reserved 0x%x",
+                 in.proto_min, in.proto_max, in.reserved);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+
+    lo = MAX(in.proto_min, COCA_PROTO_MIN);
+    hi = MIN(in.proto_max, COCA_PROTO_MAX);
+    out.proto_min = cpu_to_le16(COCA_PROTO_MIN);
+    out.proto_max = cpu_to_le16(COCA_PROTO_MAX);
+    out.offered = cpu_to_le64(offered);
+    out.max_object = cpu_to_le32(s->max_object);
+    out.inline_max = cpu_to_le32(COCA_INLINE_MAX);
+    out.max_pending = cpu_to_le32(1);
+    if (lo > hi) {
+        COCA_LOG("NEGOTIATE: no common version (guest %u..%u)",
+                 in.proto_min, in.proto_max);
+        req->status = COCA_STATUS_VERSION;
+    } else {
+        s->negotiated = true;
+        s->proto = hi;
+        s->negotiated_features = in.features & offered;
+        out.proto = cpu_to_le16(hi);
+        out.negotiated = cpu_to_le64(s->negotiated_features);
+        trace_coco_attest_negotiate(hi, offered, s->negotiated_features);
+    }
+    if (!coca_alloc_out(req, sizeof(out))) {
+        coca_fail(req, COCA_STATUS_INTERNAL);
+        return;
+    }
+    memcpy(req->out, &out, sizeof(out));
+    coca_complete(req);
+}
+
+/* Runs in the thread pool: touches only the request's private buffers. */
+static int coca_echo_work(void *opaque)
+{
+    CocoAttestReq *req = opaque;
+    struct coca_echo e;
+    uint32_t len = req->in_len - sizeof(e);
+
+    memcpy(&e, req->in, sizeof(e));
+    e.crc = cpu_to_le32(crc32c(0xffffffff, req->in + sizeof(e), len) ^
+                        0xffffffff);
+    memcpy(req->out, &e, sizeof(e));
+    memcpy(req->out + sizeof(e), req->in + sizeof(e), len);
+    return 0;
+}
+
+static void coca_op_echo(CocoAttestReq *req)
+{
+    CocoAttestState *s = req->s;
+    struct coca_echo e;
+
+    if (req->in_len < sizeof(e)) {
+        COCA_LOG("ECHO payload too short (%u bytes)", req->in_len);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    memcpy(&e, req->in, sizeof(e));
+    e.flags = le32_to_cpu(e.flags);
+    e.crc = le32_to_cpu(e.crc);
+    if ((e.flags & ~COCA_ECHO_FLAGS) || e.crc) {
+        COCA_LOG("ECHO: reserved bits set (flags 0x%x crc 0x%x)",
+                 e.flags, e.crc);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    if (!coca_alloc_out(req, req->in_len)) {
+        coca_fail(req, COCA_STATUS_INTERNAL);
+        return;
+    }
+    if (e.flags & COCA_ECHO_ASYNC) {
+        coca_defer(req, coca_echo_work, s->echo_delay_ms);
+        return;
+    }
+    coca_echo_work(req);
+    coca_complete(req);
+}
+
+static void coca_dispatch(CocoAttestReq *req)
+{
+    CocoAttestState *s = req->s;
+    uint16_t cmd = req->hdr.command;
+
+    s->inflight = req;
+    s->last_chan = req->chan;
+    s->stat_requests++;
+    trace_coco_attest_request(coca_chan_name(req->chan), cmd, req->hdr.seq,
+                              req->in_len);
+
+    if (req->status != COCA_STATUS_OK) {
+        /* header or transfer failure found while copying in */
+        coca_fail(req, req->status);
+        return;
+    }
+    if (cmd != COCA_OP_NEGOTIATE && cmd != COCA_OP_ECHO) {
+        COCA_LOG("unknown command 0x%x", cmd);
+        coca_fail(req, COCA_STATUS_UNSUPPORTED);
+        return;
+    }
+    if (cmd != COCA_OP_NEGOTIATE && !s->negotiated) {
+        COCA_LOG("command 0x%x before NEGOTIATE", cmd);
+        coca_fail(req, COCA_STATUS_NOT_NEGOTIATED);
+        return;
+    }
+    switch (cmd) {
+    case COCA_OP_NEGOTIATE:
+        coca_op_negotiate(req);
+        break;
+    case COCA_OP_ECHO:
+        if (!(s->negotiated_features & COCA_FEAT_DIAG)) {
+            COCA_LOG("ECHO without the DIAG feature");
+            coca_fail(req, COCA_STATUS_FEATURE);
+            break;
+        }
+        coca_op_echo(req);
+        break;
+    }
+}
+
+/*
+ * Check a request header (host byte order) against the channel it came
+ * from and the limits in force.  Returns a COCA_STATUS_* value.
+ */
+static uint32_t coca_check_hdr(CocoAttestState *s, CocoAttestReq *req)
+{
+    struct coca_hdr *h = &req->hdr;
+    uint64_t end;
+
+    if (h->magic != COCA_MSG_MAGIC || h->version != COCA_MSG_VERSION) {
+        COCA_LOG("bad magic 0x%x or version %u", h->magic, h->version);
+        return COCA_STATUS_BAD_HEADER;
+    }
+    if ((h->flags & ~COCA_FLAGS_GUEST) || h->reserved0 || h->reserved1) {
+        COCA_LOG("reserved header bits set (flags 0x%x)", h->flags);
+        return COCA_STATUS_BAD_HEADER;
+    }
+    if (!(h->flags & COCA_FLAG_EXT_BUF)) {
+        if (h->buf_gpa || h->buf_len) {
+            COCA_LOG("buffer fields set without EXT_BUF");
+            return COCA_STATUS_BAD_HEADER;
+        }
+        if (req->chan == COCA_CHAN_PAGE && h->req_len > COCA_INLINE_MAX) {
+            COCA_LOG("inline request length %u > %u", h->req_len,
+                     COCA_INLINE_MAX);
+            return COCA_STATUS_TOO_LARGE;
+        }
+        return h->req_len > s->max_object ? COCA_STATUS_TOO_LARGE
+                                          : COCA_STATUS_OK;
+    }
+
+    /* external buffer */
+    if (req->chan == COCA_CHAN_PORT) {
+        COCA_LOG("EXT_BUF on the port channel");
+        return COCA_STATUS_BAD_HEADER;
+    }
+    if (!s->negotiated || !(s->negotiated_features & COCA_FEAT_EXT_BUF)) {
+        COCA_LOG("EXT_BUF used but not negotiated");
+        return COCA_STATUS_FEATURE;
+    }
+    if (!QEMU_IS_ALIGNED(h->buf_gpa, COCA_PAGE_SIZE) || !h->buf_len ||
+        uadd64_overflow(h->buf_gpa, h->buf_len, &end)) {
+        COCA_LOG("bad buffer 0x%" PRIx64 "+0x%x", h->buf_gpa, h->buf_len);
+        return COCA_STATUS_BAD_BUFFER;
+    }
+    if (h->buf_len > s->max_object || h->req_len > h->buf_len) {
+        COCA_LOG("buffer length %u / request length %u over the limit %u",
+                 h->buf_len, h->req_len, s->max_object);
+        return COCA_STATUS_TOO_LARGE;
+    }
+    if (h->buf_gpa < req->page + COCA_PAGE_SIZE && req->page < end) {
+        COCA_LOG("buffer 0x%" PRIx64 "+0x%x overlaps the request page",
+                 h->buf_gpa, h->buf_len);
+        return COCA_STATUS_BAD_BUFFER;
+    }
+    if (!coca_is_ram(h->buf_gpa, h->buf_len)) {
+        COCA_LOG("buffer 0x%" PRIx64 "+0x%x is not guest RAM",
+                 h->buf_gpa, h->buf_len);
+        return COCA_STATUS_BAD_BUFFER;
+    }
+    return COCA_STATUS_OK;
+}
+
+/* Copy the payload described by @req->hdr into a private buffer. */
+static uint32_t coca_copy_in(CocoAttestReq *req, const uint8_t *port_data)
+{
+    uint32_t len = req->hdr.req_len;
+    uint64_t src;
+
+    req->in = g_try_malloc(MAX(len, 1));
+    if (!req->in) {
+        return COCA_STATUS_INTERNAL;
+    }
+    req->in_len = len;
+    if (port_data) {
+        memcpy(req->in, port_data, len);
+        return COCA_STATUS_OK;
+    }
+    src = (req->hdr.flags & COCA_FLAG_EXT_BUF) ? req->hdr.buf_gpa
+                                               : req->page + COCA_HDR_SIZE;
+    if (len && !coca_read(src, req->in, len)) {
+        return COCA_STATUS_BAD_BUFFER;
+    }
+    return COCA_STATUS_OK;
+}
+
+/* COCA_CMD_RING: the page channel doorbell. */
+static void coca_ring(CocoAttestState *s)
+{
+    CocoAttestReq *req;
+
+    if (!s->page_valid) {
+        COCA_LOG("doorbell without a registered page");
+        coca_set_result(s, COCA_CMD_RING, COCA_RES_BAD_PAGE);
+        return;
+    }
+    req = coca_req_new(s, COCA_CHAN_PAGE);
+    req->page = s->page;
+    if (!coca_read(s->page, &req->hdr, COCA_HDR_SIZE)) {
+        COCA_LOG("request page 0x%" PRIx64 " is not guest RAM", s->page);
+        s->stat_errors++;
+        coca_req_free(req);
+        coca_set_result(s, COCA_CMD_RING, COCA_RES_BAD_PAGE);
+        return;
+    }
+    coca_set_result(s, COCA_CMD_RING, COCA_RES_OK);
+    s->done = false;
+    s->port_response = false;
+    coca_update_irq(s);
+    coca_hdr_from_le(&req->hdr);
+    req->status = coca_check_hdr(s, req);
+    if (req->status == COCA_STATUS_OK) {
+        req->status = coca_copy_in(req, NULL);
+    }
+    coca_dispatch(req);
+}
+
+/* COCA_CMD_PORT_SUBMIT: the port channel doorbell. */
+static void coca_port_submit(CocoAttestState *s)
+{
+    CocoAttestReq *req;
+    struct coca_hdr h;
+    uint32_t crc, msg_len;
+
+    if (!s->port_active) {
+        COCA_LOG("PORT_SUBMIT without PORT_BEGIN");
+        coca_set_result(s, COCA_CMD_PORT_SUBMIT, COCA_RES_STREAM);
+        return;
+    }
+    s->port_active = false;
+    if (s->port_len < COCA_HDR_SIZE) {
+        COCA_LOG("port request shorter than a header (%u bytes)",
+                 s->port_len);
+        coca_set_result(s, COCA_CMD_PORT_SUBMIT, COCA_RES_STREAM);
+        s->stat_errors++;
+        return;
+    }
+    memcpy(&h, s->port_buf, COCA_HDR_SIZE);
+    coca_hdr_from_le(&h);
+    /* the stream must hold exactly the message, padded to 4 bytes */
+    if (h.req_len > s->port_len - COCA_HDR_SIZE ||
+        ROUND_UP(COCA_HDR_SIZE + h.req_len, 4) != s->port_len) {
+        COCA_LOG("port stream of %u bytes does not match req_len %u",
+                 s->port_len, h.req_len);
+        coca_set_result(s, COCA_CMD_PORT_SUBMIT, COCA_RES_STREAM);
+        s->stat_errors++;
+        return;
+    }
+    msg_len = COCA_HDR_SIZE + h.req_len;
+    crc = crc32c(0xffffffff, s->port_buf, msg_len) ^ 0xffffffff;
+    if (crc != s->port_crc) {
+        COCA_LOG("port request CRC 0x%08x, expected 0x%08x", s->port_crc,
+                 crc);
+        coca_set_result(s, COCA_CMD_PORT_SUBMIT, COCA_RES_CRC);
+        s->stat_errors++;
+        return;
+    }
+
+    coca_set_result(s, COCA_CMD_PORT_SUBMIT, COCA_RES_OK);
+    s->done = false;
+    coca_update_irq(s);
+    req = coca_req_new(s, COCA_CHAN_PORT);
+    req->hdr = h;
+    req->status = coca_check_hdr(s, req);
+    if (req->status == COCA_STATUS_OK) {
+        req->status = coca_copy_in(req, s->port_buf + COCA_HDR_SIZE);
+    }
+    coca_dispatch(req);
+}
+
+/* ------------------------------------------------------------------ */
+/* Registers                                                           */
+/* ------------------------------------------------------------------ */
+
+static void coca_register_page(CocoAttestState *s)
+{
+    uint64_t gpa = s->page_staged;
+    bool ok = QEMU_IS_ALIGNED(gpa, COCA_PAGE_SIZE) &&
+              coca_is_ram(gpa, COCA_PAGE_SIZE);
+
+    trace_coco_attest_register_page(gpa, ok);
+    if (!ok) {
+        COCA_LOG("refusing request page 0x%" PRIx64
+                 " (unaligned or not guest RAM)", gpa);
+        s->page_valid = false;
+        coca_set_result(s, COCA_CMD_REGISTER_PAGE, COCA_RES_BAD_PAGE);
+        return;
+    }
+    s->page = gpa;
+    s->page_valid = true;
+    coca_set_result(s, COCA_CMD_REGISTER_PAGE, COCA_RES_OK);
+}
+
+static void coca_cmd(CocoAttestState *s, uint32_t cmd)
+{
+    /* everything that would disturb the request in flight waits */
+    bool busy = s->inflight != NULL;
+
+    switch (cmd) {
+    case COCA_CMD_ACK:
+        s->done = false;
+        s->port_response = false;
+        coca_update_irq(s);
+        coca_set_result(s, cmd, COCA_RES_OK);
+        return;
+    case COCA_CMD_IRQ_ENABLE:
+        if (!(coco_attest_offered(s) & COCA_FEAT_IRQ)) {
+            COCA_LOG("IRQ_ENABLE but the device offers no interrupt");
+            coca_set_result(s, cmd, COCA_RES_NO_IRQ);
+            return;
+        }
+        s->irq_enabled = true;
+        coca_update_irq(s);
+        coca_set_result(s, cmd, COCA_RES_OK);
+        return;
+    case COCA_CMD_IRQ_DISABLE:
+        s->irq_enabled = false;
+        coca_update_irq(s);
+        coca_set_result(s, cmd, COCA_RES_OK);
+        return;
+    case COCA_CMD_REGISTER_PAGE:
+    case COCA_CMD_UNREGISTER:
+    case COCA_CMD_RING:
+    case COCA_CMD_PORT_BEGIN:
+    case COCA_CMD_PORT_SUBMIT:
+        if (busy) {
+            COCA_LOG("command 0x%x while a request is in flight", cmd);
+            coca_set_result(s, cmd, COCA_RES_BUSY);
+            return;
+        }
+        break;
+    default:
+        COCA_LOG("unknown register command 0x%x", cmd);
+        coca_set_result(s, cmd, COCA_RES_BAD_CMD);
+        return;
+    }
+
+    switch (cmd) {
+    case COCA_CMD_REGISTER_PAGE:
+        coca_register_page(s);
+        break;
+    case COCA_CMD_UNREGISTER:
+        s->page_valid = false;
+        coca_set_result(s, cmd, COCA_RES_OK);
+        break;
+    case COCA_CMD_RING:
+        coca_ring(s);
+        break;
+    case COCA_CMD_PORT_BEGIN:
+        s->port_active = true;
+        s->port_response = false;
+        s->port_len = 0;
+        s->port_crc = 0;
+        coca_set_result(s, cmd, COCA_RES_OK);
+        break;
+    case COCA_CMD_PORT_SUBMIT:
+        coca_port_submit(s);
+        break;
+    }
+}
+
+static uint32_t coca_status(CocoAttestState *s)
+{
+    return (s->inflight ? COCA_STS_BUSY : 0) |
+           (s->done ? COCA_STS_DONE : 0) |
+           (s->isairq && s->irq_enabled && s->done ? COCA_STS_IRQ : 0) |
+           (s->irq_enabled ? COCA_STS_IRQ_ENABLED : 0) |
+           (s->page_valid ? COCA_STS_PAGE_VALID : 0) |
+           (s->negotiated ? COCA_STS_NEGOTIATED : 0) |
+           (s->port_active ? COCA_STS_PORT_ACTIVE : 0) |
+           (s->port_response ? COCA_STS_PORT_RESPONSE : 0);
+}
+
+static uint64_t coca_io_read(void *opaque, hwaddr addr, unsigned size)
+{
+    CocoAttestState *s = opaque;
+    uint32_t val = 0;
+
+    switch (addr) {
+    case COCA_REG_SIGNATURE:
+        return COCA_SIGNATURE;
+    case COCA_REG_VERSION:
+        return (COCA_TRANSPORT_MAJOR << 16) | COCA_TRANSPORT_MINOR;
+    case COCA_REG_PAGE_LO:
+        return (uint32_t)s->page_staged;
+    case COCA_REG_PAGE_HI:
+        return s->page_staged >> 32;
+    case COCA_REG_CMD:
+        return s->result;
+    case COCA_REG_STATUS:
+        return coca_status(s);
+    case COCA_REG_DATA:
+        if (!s->port_response) {
+            COCA_LOG("DATA read with no port response ready");
+            coca_set_result(s, COCA_REG_DATA, COCA_RES_NOT_READY);
+            return 0;
+        }
+        if (s->port_pos >= ROUND_UP(s->port_len, 4)) {
+            COCA_LOG("DATA read past the end of the response");
+            coca_set_result(s, COCA_REG_DATA, COCA_RES_STREAM);
+            return 0;
+        }
+        /* bytes past port_len were zeroed when the response was built */
+        val = ldl_le_p(s->port_buf + s->port_pos);
+        s->port_pos += 4;
+        return val;
+    case COCA_REG_CRC:
+        return s->port_response ? s->port_crc : 0;
+    }
+    return 0;
+}
+
+static void coca_io_write(void *opaque, hwaddr addr, uint64_t val,
+                          unsigned size)
+{
+    CocoAttestState *s = opaque;
+
+    switch (addr) {
+    case COCA_REG_PAGE_LO:
+        s->page_staged = deposit64(s->page_staged, 0, 32, val);
+        return;
+    case COCA_REG_PAGE_HI:
+        s->page_staged = deposit64(s->page_staged, 32, 32, val);
+        return;
+    case COCA_REG_CMD:
+        coca_cmd(s, val);
+        return;
+    case COCA_REG_DATA:
+        if (!s->port_active || s->inflight) {
+            COCA_LOG("DATA write outside PORT_BEGIN..PORT_SUBMIT");
+            coca_set_result(s, COCA_REG_DATA, s->inflight ? COCA_RES_BUSY
+                                                          : COCA_RES_STREAM);
+            return;
+        }
+        if (s->port_len + 4 > s->port_cap) {
+            COCA_LOG("port request overruns %u bytes", s->port_cap);
+            coca_set_result(s, COCA_REG_DATA, COCA_RES_STREAM);
+            s->port_active = false;
+            s->stat_errors++;
+            return;
+        }
+        stl_le_p(s->port_buf + s->port_len, val);
+        s->port_len += 4;
+        return;
+    case COCA_REG_CRC:
+        if (s->port_active) {
+            s->port_crc = val;
+        }
+        return;
+    default:
+        COCA_LOG("write to read-only register 0x%" HWADDR_PRIx, addr);
+    }
+}
+
+static const MemoryRegionOps coca_io_ops = {
+    .read = coca_io_read,
+    .write = coca_io_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
+    .valid = {
+        .min_access_size = 4,
+        .max_access_size = 4,
+    },
+    .impl = {
+        .min_access_size = 4,
+        .max_access_size = 4,
+    },
+};
+
+/* ------------------------------------------------------------------ */
+/* Device lifecycle                                                    */
+/* ------------------------------------------------------------------ */
+
+static void coca_reset_hold(Object *obj, ResetType type)
+{
+    CocoAttestState *s = COCO_ATTEST(obj);
+    CocoAttestReq *req = s->inflight;
+
+    s->epoch++;
+    trace_coco_attest_reset(s->epoch, req != NULL);
+    /*
+     * A request in flight keeps running to completion on its private
+     * buffers; coca_complete() then sees the old epoch and drops it.
+     */
+    s->inflight = NULL;
+    s->page_staged = 0;
+    s->page = 0;
+    s->page_valid = false;
+    s->result = COCA_RES_OK;
+    s->done = false;
+    s->irq_enabled = false;
+    s->negotiated = false;
+    s->proto = 0;
+    s->negotiated_features = 0;
+    s->port_active = false;
+    s->port_response = false;
+    s->port_len = 0;
+    s->port_pos = 0;
+    s->port_crc = 0;
+    s->last_chan = COCA_CHAN_NONE;
+    if (s->port_buf) {
+        memset(s->port_buf, 0, s->port_cap);
+    }
+    coca_update_irq(s);
+}
+
+static void coca_realize(DeviceState *dev, Error **errp)
+{
+    CocoAttestState *s = COCO_ATTEST(dev);
+    ISADevice *isa = ISA_DEVICE(dev);
+    FWCfgState *fw_cfg = fw_cfg_find();
+    bool ambiguous = false;
+    struct coca_fw_cfg *info;
+
+    object_resolve_path_type("", TYPE_COCO_ATTEST, &ambiguous);
+    if (ambiguous) {
+        error_setg(errp, "at most one coco-attest device is supported");
+        return;
+    }
+    if (s->max_object < COCA_MAX_OBJECT_MIN ||
+        s->max_object > COCA_MAX_OBJECT_MAX) {
+        error_setg(errp, "max-object must be between %u and %u bytes",
+                   COCA_MAX_OBJECT_MIN, COCA_MAX_OBJECT_MAX);
+        return;
+    }
+    if (s->iobase > 0x10000 - COCA_IO_SIZE ||
+        !QEMU_IS_ALIGNED(s->iobase, 4)) {
+        error_setg(errp, "iobase 0x%x must be 4-byte aligned and leave room "
+                   "for %u ports below 0x10000", s->iobase, COCA_IO_SIZE);
+        return;
+    }
+    if (s->isairq == 2 || s->isairq > 15) {
+        error_setg(errp, "irq %u is not a usable ISA interrupt "
+                   "(0 = none, 1-15 but not 2)", s->isairq);
+        return;
+    }
+
+    if (s->isairq) {
+        s->irq = isa_get_irq(isa, s->isairq);
+    }
+    s->port_cap = COCA_HDR_SIZE + s->max_object;
+    s->port_buf = g_malloc0(s->port_cap);
+
+    memory_region_init_io(&s->io, OBJECT(s), &coca_io_ops, s,
+                          "coco-attest-io", COCA_IO_SIZE);
+    isa_register_ioport(isa, &s->io, s->iobase);
+
+    if (fw_cfg) {
+        info = g_new0(struct coca_fw_cfg, 1);
+        info->signature = cpu_to_le32(COCA_SIGNATURE);
+        info->iobase = cpu_to_le16(s->iobase);
+        info->irq = s->isairq;
+        info->transport_major = cpu_to_le16(COCA_TRANSPORT_MAJOR);
+        info->transport_minor = cpu_to_le16(COCA_TRANSPORT_MINOR);
+        fw_cfg_add_file(fw_cfg, COCA_FW_CFG_FILE, info, sizeof(*info));
+    }
+}
+
+static void coca_unrealize(DeviceState *dev)
+{
+    CocoAttestState *s = COCO_ATTEST(dev);
+
+    g_free(s->port_buf);
+    s->port_buf = NULL;
+}
+
+static void coca_instance_init(Object *obj)
+{
+    CocoAttestState *s = COCO_ATTEST(obj);
+
+    /* DEFINE_PROP_UINT64_CHECKMASK leaves the default to us */
+    s->features = COCA_FEAT_ALL;
+}
+
+static void coca_build_aml(AcpiDevAmlIf *adev, Aml *scope)
+{
+    CocoAttestState *s = COCO_ATTEST(adev);
+    Aml *dev = aml_device("COCA");
+    Aml *crs = aml_resource_template();
+    Aml *dsd = aml_package(2);
+    Aml *props = aml_package(1);
+    Aml *compat = aml_package(2);
+
+    /*
+     * No ACPI ID is allocated for this device: use the PRP0001 mechanism,
+     * which lets OS drivers match on a "compatible" string.
+     */
+    aml_append(dev, aml_name_decl("_HID", aml_string("PRP0001")));
+    aml_append(dev, aml_name_decl("_UID", aml_int(0)));
+    aml_append(crs, aml_io(AML_DECODE16, s->iobase, s->iobase, 4,
+                           COCA_IO_SIZE));
+    if (s->isairq) {
+        aml_append(crs, aml_irq_no_flags(s->isairq));
+    }
+    aml_append(dev, aml_name_decl("_CRS", crs));
+    aml_append(compat, aml_string("compatible"));
+    aml_append(compat, aml_string(COCA_ACPI_COMPATIBLE));
+    aml_append(props, compat);
+    aml_append(dsd, aml_touuid("DAFFD814-6EBA-4D8C-8A91-BC9BBF4AA301"));
+    aml_append(dsd, props);
+    aml_append(dev, aml_name_decl("_DSD", dsd));
+    aml_append(dev, aml_name_decl("_STA", aml_int(0xF)));
+    aml_append(scope, dev);
+}
+
+/*
+ * Migration support (negotiated state, requests in flight) is not
+ * implemented yet: refuse to migrate rather than lose state silently.
+ */
+static const VMStateDescription coca_vmstate = {
+    .name = "coco-attest",
+    .unmigratable = 1,
+};
+
+static const Property coca_properties[] = {
+    DEFINE_PROP_UINT16("iobase", CocoAttestState, iobase,
+                       COCA_DEFAULT_IOBASE),
+    DEFINE_PROP_UINT32("irq", CocoAttestState, isairq, 0),
+    DEFINE_PROP_UINT64_CHECKMASK("features", CocoAttestState, features,
+                                 COCA_FEAT_ALL),
+    DEFINE_PROP_UINT32("max-object", CocoAttestState, max_object,
+                       COCA_MAX_OBJECT_MIN),
+    DEFINE_PROP_UINT32("x-echo-delay-ms", CocoAttestState, echo_delay_ms,
+                       0),
+};
+
+static void coca_class_init(ObjectClass *klass, void *data)
+{
+    DeviceClass *dc = DEVICE_CLASS(klass);
+    ResettableClass *rc = RESETTABLE_CLASS(klass);
+    AcpiDevAmlIfClass *adevc = ACPI_DEV_AML_IF_CLASS(klass);
+
+    dc->realize = coca_realize;
+    dc->unrealize = coca_unrealize;
+    dc->vmsd = &coca_vmstate;
+    dc->desc = "Confidential computing attestation channel";
+    device_class_set_props(dc, coca_properties);
+    set_bit(DEVICE_CATEGORY_MISC, dc->categories);
+    rc->phases.hold = coca_reset_hold;
+    adevc->build_dev_aml = coca_build_aml;
+}
+
+static const TypeInfo coca_info = {
+    .name = TYPE_COCO_ATTEST,
+    .parent = TYPE_ISA_DEVICE,
+    .instance_size = sizeof(CocoAttestState),
+    .instance_init = coca_instance_init,
+    .class_init = coca_class_init,
+    .interfaces = (InterfaceInfo[]) {
+        { TYPE_ACPI_DEV_AML_IF },
+        { },
+    },
+};
+
+static void coca_register_types(void)
+{
+    type_register_static(&coca_info);
+}
+
+type_init(coca_register_types)

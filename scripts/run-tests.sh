@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Run the named test suites against what build-qemu.sh and
+# build-project.sh built, and print one summary line per suite and a
+# closing "N passed, N failed" line.  Exits non-zero if anything failed.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+QBUILD=$QEMU_CACHE/work/build
+LOGDIR=$TOP/build/test-logs
+mkdir -p "$LOGDIR"
+passed=0
+failed=0
+
+# meson_suite NAME BUILD_DIR TEST...: run meson tests, count the results
+meson_suite() {
+    local name=$1 dir=$2 log=$LOGDIR/$1.log json ok bad
+    shift 2
+    log "suite $name: $*"
+    meson test -C "$dir" --no-rebuild --print-errorlogs "$@" > "$log" 2>&1
+    json=$dir/meson-logs/testlog.json
+    ok=$(grep -c '"result": "OK"' "$json" || true)
+    bad=$(grep -Ec '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' \
+          "$json" || true)
+    # qtests report their test cases as TAP subtests
+    grep -E '^ *(ok|not ok) [0-9]+ ' "$log" > "$LOGDIR/$name.cases" || true
+    printf '  %-8s %3d ok, %d failed  (%d test cases; log %s)\n' "$name" \
+        "$ok" "$bad" "$(grep -c '^ *ok' "$LOGDIR/$name.cases")" "$log"
+    if [ "$bad" -gt 0 ] || [ "$ok" -eq 0 ]; then
+        grep -E 'not ok|FAIL|ERROR|assert' "$log" | head -n 40
+        failed=$((failed + bad + (ok == 0)))
+    fi
+    passed=$((passed + ok))
+}
+
+suite_abi() {
+    meson_suite abi "$TOP/build/project" --suite abi
+}
+
+suite_qtest() {
+    meson_suite qtest "$QBUILD" \
+        qtest-x86_64/coco-attest-test \
+        qtest-x86_64/qmp-cmd-test \
+        qtest-x86_64/device-introspect-test \
+        qtest-x86_64/qom-test
+}
+
+suite_patches() {
+    local log=$LOGDIR/patches.log
+    log "suite patches: export, git am on upstream $QEMU_VERSION, checkpatch"
+    if bash "$TOP/scripts/export-patches.sh" --check > "$log" 2>&1; then
+        printf '  %-8s   1 ok, 0 failed  (%s)\n' patches \
+            "$(grep -c '' "$TOP/build/patches/series" 2>/dev/null) patches"
+        passed=$((passed + 1))
+    else
+        tail -n 40 "$log"
+        printf '  %-8s   0 ok, 1 failed  (log %s)\n' patches "$log"
+        failed=$((failed + 1))
+    fi
+}
+
+for s in "$@"; do
+    "suite_$s"
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,1248 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * QTest for the coco-attest device: drives it through its I/O ports and
+ * guest memory exactly as a guest driver would.
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bswap.h"
+#include "qemu/crc32c.h"
+#include "qemu/units.h"
+#include "libqtest.h"
+#include "libqos/fw_cfg.h"
+#include "libqos/malloc-pc.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "hw/coco-attest/abi.h"
+
+#define RAM_SIZE    (128 * MiB)
+#define DELAY_MS    100
+
+typedef struct Coca {
+    QTestState *qts;
+    QGuestAllocator alloc;
+    uint16_t base;
+    uint64_t page;
+    uint32_t seq;
+} Coca;
+
+/* A request or response in host byte order. */
+typedef struct Msg {
+    uint16_t command;
+    uint32_t flags;
+    uint32_t seq;
+    uint32_t status;
+    uint32_t req_len;
+    uint32_t resp_len;
+    uint32_t reserved0;
+    uint64_t buf_gpa;
+    uint32_t buf_len;
+    uint32_t reserved1;
+    uint32_t magic;
+    uint16_t version;
+} Msg;
+
+static Coca *coca_start(const char *machine, const char *props)
+{
+    Coca *c = g_new0(Coca, 1);
+
+    c->qts = qtest_initf("-M %s -m 128M -nodefaults "
+                         "-device coco-attest,id=coca0%s",
+                         machine, props ? props : "");
+    c->base = COCA_DEFAULT_IOBASE;
+    pc_alloc_init(&c->alloc, c->qts, ALLOC_NO_FLAGS);
+    c->page = guest_alloc(&c->alloc, COCA_PAGE_SIZE);
+    g_assert_cmphex(c->page & (COCA_PAGE_SIZE - 1), ==, 0);
+    return c;
+}
+
+static void coca_stop(Coca *c)
+{
+    alloc_destroy(&c->alloc);
+    qtest_quit(c->qts);
+    g_free(c);
+}
+
+static uint32_t rd(Coca *c, uint16_t reg)
+{
+    return qtest_inl(c->qts, c->base + reg);
+}
+
+static void wr(Coca *c, uint16_t reg, uint32_t val)
+{
+    qtest_outl(c->qts, c->base + reg, val);
+}
+
+/* Write a register command and return its result. */
+static uint32_t cmd(Coca *c, uint32_t command)
+{
+    wr(c, COCA_REG_CMD, command);
+    return rd(c, COCA_REG_CMD);
+}
+
+static uint32_t register_page(Coca *c, uint64_t gpa)
+{
+    wr(c, COCA_REG_PAGE_LO, gpa);
+    wr(c, COCA_REG_PAGE_HI, gpa >> 32);
+    return cmd(c, COCA_CMD_REGISTER_PAGE);
+}
+
+static uint32_t crc(const void *buf, size_t len)
+{
+    return crc32c(0xffffffff, buf, len) ^ 0xffffffff;
+}
+
+static Msg msg_new(Coca *c, uint16_t command, uint32_t req_len)
+{
+    Msg m = {
+        .magic = COCA_MSG_MAGIC,
+        .version = COCA_MSG_VERSION,
+        .command = command,
+        .seq = ++c->seq,
+        .status = COCA_STATUS_NONE,
+        .req_len = req_len,
+    };
+    return m;
+}
+
+static void msg_to_wire(const Msg *m, struct coca_hdr *h)
+{
+    h->magic = cpu_to_le32(m->magic);
+    h->version = cpu_to_le16(m->version);
+    h->command = cpu_to_le16(m->command);
+    h->flags = cpu_to_le32(m->flags);
+    h->seq = cpu_to_le32(m->seq);
+    h->status = cpu_to_le32(m->status);
+    h->req_len = cpu_to_le32(m->req_len);
+    h->resp_len = cpu_to_le32(m->resp_len);
+    h->reserved0 = cpu_to_le32(m->reserved0);
+    h->buf_gpa = cpu_to_le64(m->buf_gpa);
+    h->buf_len = cpu_to_le32(m->buf_len);
+    h->reserved1 = cpu_to_le32(m->reserved1);
+}
+
+static Msg msg_from_wire(const struct coca_hdr *h)
+{
+    Msg m = {
+        .magic = le32_to_cpu(h->magic),
+        .version = le16_to_cpu(h->version),
+        .command = le16_to_cpu(h->command),
+        .flags = le32_to_cpu(h->flags),
+        .seq = le32_to_cpu(h->seq),
+        .status = le32_to_cpu(h->status),
+        .req_len = le32_to_cpu(h->req_len),
+        .resp_len = le32_to_cpu(h->resp_len),
+        .reserved0 = le32_to_cpu(h->reserved0),
+        .buf_gpa = le64_to_cpu(h->buf_gpa),
+        .buf_len = le32_to_cpu(h->buf_len),
+        .reserved1 = le32_to_cpu(h->reserved1),
+    };
+    return m;
+}
+
+static Msg page_hdr(Coca *c)
+{
+    struct coca_hdr h;
+
+    qtest_memread(c->qts, c->page, &h, sizeof(h));
+    return msg_from_wire(&h);
+}
+
+/*
+ * Page channel: write @m and @len bytes of @payload (inline, or into
+ * m->buf_gpa with COCA_FLAG_EXT_BUF), ring, and return the register
+ * result.  The response header is left in *m.
+ */
+static uint32_t page_ring(Coca *c, Msg *m, const void *payload, size_t len)
+{
+    struct coca_hdr h;
+    uint32_t res;
+
+    msg_to_wire(m, &h);
+    qtest_memwrite(c->qts, c->page, &h, sizeof(h));
+    if (len) {
+        qtest_memwrite(c->qts, (m->flags & COCA_FLAG_EXT_BUF) ? m->buf_gpa :
+                       c->page + COCA_HDR_SIZE, payload, len);
+    }
+    res = cmd(c, COCA_CMD_RING);
+    *m = page_hdr(c);
+    return res;
+}
+
+/* Page channel round trip expected to be accepted by the doorbell. */
+static uint32_t page_req(Coca *c, Msg *m, const void *payload, size_t len)
+{
+    uint32_t seq = m->seq;
+
+    g_assert_cmpuint(page_ring(c, m, payload, len), ==, COCA_RES_OK);
+    g_assert_cmpuint(m->seq, ==, seq);
+    if (m->status != COCA_STATUS_PENDING) {
+        g_assert_cmphex(m->flags & COCA_FLAG_RESPONSE, ==,
+                        COCA_FLAG_RESPONSE);
+    }
+    return m->status;
+}
+
+/* Read the response payload of the page channel. */
+static void page_payload(Coca *c, const Msg *m, void *buf, size_t len)
+{
+    g_assert_cmpuint(m->resp_len, ==, len);
+    qtest_memread(c->qts, (m->flags & COCA_FLAG_EXT_BUF) ? m->buf_gpa :
+                  c->page + COCA_HDR_SIZE, buf, len);
+}
+
+/* Port channel: stream @m and @payload through DATA with its CRC. */
+static uint32_t port_send(Coca *c, Msg *m, const void *payload, size_t len,
+                          uint32_t crc_xor)
+{
+    g_autofree uint8_t *buf = g_malloc0(ROUND_UP(COCA_HDR_SIZE + len, 4));
+    size_t i;
+
+    msg_to_wire(m, (struct coca_hdr *)buf);
+    memcpy(buf + COCA_HDR_SIZE, payload, len);
+    g_assert_cmpuint(cmd(c, COCA_CMD_PORT_BEGIN), ==, COCA_RES_OK);
+    for (i = 0; i < COCA_HDR_SIZE + len; i += 4) {
+        wr(c, COCA_REG_DATA, ldl_le_p(buf + i));
+    }
+    wr(c, COCA_REG_CRC, crc(buf, COCA_HDR_SIZE + len) ^ crc_xor);
+    return cmd(c, COCA_CMD_PORT_SUBMIT);
+}
+
+/* Port channel: read a complete response, checking its CRC. */
+static uint8_t *port_recv(Coca *c, Msg *m)
+{
+    struct coca_hdr h;
+    uint8_t *payload;
+    size_t i;
+    uint32_t *w = (uint32_t *)&h;
+
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) &
+                    (COCA_STS_BUSY | COCA_STS_DONE | COCA_STS_PORT_RESPONSE),
+                    ==, COCA_STS_DONE | COCA_STS_PORT_RESPONSE);
+    for (i = 0; i < COCA_HDR_SIZE / 4; i++) {
+        w[i] = cpu_to_le32(rd(c, COCA_REG_DATA));
+    }
+    *m = msg_from_wire(&h);
+    g_assert_cmphex(m->flags & COCA_FLAG_RESPONSE, ==, COCA_FLAG_RESPONSE);
+    g_assert_cmpuint(m->resp_len, <=, 1 * MiB);
+    payload = g_malloc0(ROUND_UP(m->resp_len, 4) + 4);
+    if (m->status == COCA_STATUS_OK) {
+        for (i = 0; i < m->resp_len; i += 4) {
+            stl_le_p(payload + i, rd(c, COCA_REG_DATA));
+        }
+    }
+    {
+        g_autofree uint8_t *all = g_malloc(COCA_HDR_SIZE + m->resp_len);
+        size_t n = COCA_HDR_SIZE;
+
+        memcpy(all, &h, COCA_HDR_SIZE);
+        if (m->status == COCA_STATUS_OK) {
+            memcpy(all + COCA_HDR_SIZE, payload, m->resp_len);
+            n += m->resp_len;
+        }
+        g_assert_cmphex(rd(c, COCA_REG_CRC), ==, crc(all, n));
+    }
+    g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+    return payload;
+}
+
+static struct coca_negotiate_resp negotiate(Coca *c, uint16_t lo,
+                                            uint16_t hi, uint64_t features,
+                                            uint32_t expect)
+{
+    struct coca_negotiate_req req = {
+        .proto_min = cpu_to_le16(lo),
+        .proto_max = cpu_to_le16(hi),
+        .features = cpu_to_le64(features),
+    };
+    struct coca_negotiate_resp resp = { 0 };
+    Msg m = msg_new(c, COCA_OP_NEGOTIATE, sizeof(req));
+
+    g_assert_cmpuint(page_req(c, &m, &req, sizeof(req)), ==, expect);
+    if (m.resp_len) {
+        page_payload(c, &m, &resp, sizeof(resp));
+    }
+    resp.proto = le16_to_cpu(resp.proto);
+    resp.proto_min = le16_to_cpu(resp.proto_min);
+    resp.proto_max = le16_to_cpu(resp.proto_max);
+    resp.offered = le64_to_cpu(resp.offered);
+    resp.negotiated = le64_to_cpu(resp.negotiated);
+    resp.max_object = le32_to_cpu(resp.max_object);
+    resp.inline_max = le32_to_cpu(resp.inline_max);
+    resp.max_pending = le32_to_cpu(resp.max_pending);
+    return resp;
+}
+
+/* Start a machine, register the page and negotiate everything offered. */
+static Coca *coca_ready(const char *props)
+{
+    Coca *c = coca_start("q35", props);
+
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, COCA_PROTO_MIN, COCA_PROTO_MAX, COCA_FEAT_ALL,
+              COCA_STATUS_OK);
+    return c;
+}
+
+static uint8_t *pattern(size_t len, uint8_t seed)
+{
+    uint8_t *p = g_malloc(len);
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        p[i] = seed + i * 7 + (i >> 8);
+    }
+    return p;
+}
+
+/* Build an ECHO request payload: header word + @len pattern bytes. */
+static uint8_t *echo_payload(uint32_t flags, size_t len, uint8_t seed)
+{
+    uint8_t *p = g_malloc0(sizeof(struct coca_echo) + len);
+    g_autofree uint8_t *data = pattern(len, seed);
+    struct coca_echo e = { .flags = cpu_to_le32(flags) };
+
+    memcpy(p, &e, sizeof(e));
+    memcpy(p + sizeof(e), data, len);
+    return p;
+}
+
+static void check_echo(const uint8_t *resp, size_t len, uint32_t flags,
+                       uint8_t seed)
+{
+    g_autofree uint8_t *data = pattern(len, seed);
+    struct coca_echo e;
+
+    memcpy(&e, resp, sizeof(e));
+    g_assert_cmphex(le32_to_cpu(e.flags), ==, flags);
+    g_assert_cmphex(le32_to_cpu(e.crc), ==, crc(data, len));
+    g_assert(memcmp(resp + sizeof(e), data, len) == 0);
+}
+
+/* A small synchronous ECHO over the page channel must succeed. */
+static void echo_ok(Coca *c)
+{
+    size_t len = 100;
+    g_autofree uint8_t *req = echo_payload(0, len, c->seq);
+    g_autofree uint8_t *resp = g_malloc(sizeof(struct coca_echo) + len);
+    uint8_t seed = c->seq;
+    Msg m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+
+    g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==, COCA_STATUS_OK);
+    page_payload(c, &m, resp, m.req_len);
+    check_echo(resp, len, 0, seed);
+}
+
+static QDict *query_one(Coca *c)
+{
+    QDict *rsp = qtest_qmp(c->qts, "{'execute': 'query-coco-attest'}");
+    QList *list = qdict_get_qlist(rsp, "return");
+    QDict *info;
+
+    g_assert(list);
+    g_assert_cmpuint(qlist_size(list), ==, 1);
+    info = qobject_to(QDict, qlist_peek(list));
+    qobject_ref(info);
+    qobject_unref(rsp);
+    return info;
+}
+
+/* Wait (bounded) until the page status leaves PENDING. */
+static Msg page_wait(Coca *c)
+{
+    Msg m;
+    int i;
+
+    for (i = 0; i < 5000; i++) {
+        m = page_hdr(c);
+        if (m.status != COCA_STATUS_PENDING) {
+            return m;
+        }
+        g_usleep(1000);
+    }
+    g_assert_not_reached();
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_probe(const void *data)
+{
+    const char *machine = data;
+    Coca *c = coca_start(machine, NULL);
+    uint32_t sts;
+
+    g_assert_cmphex(rd(c, COCA_REG_SIGNATURE), ==, COCA_SIGNATURE);
+    g_assert_cmphex(rd(c, COCA_REG_VERSION), ==,
+                    (COCA_TRANSPORT_MAJOR << 16) | COCA_TRANSPORT_MINOR);
+    sts = rd(c, COCA_REG_STATUS);
+    g_assert_cmphex(sts, ==, 0);
+    /* register staging reads back */
+    wr(c, COCA_REG_PAGE_LO, 0x12345000);
+    wr(c, COCA_REG_PAGE_HI, 0x1);
+    g_assert_cmphex(rd(c, COCA_REG_PAGE_LO), ==, 0x12345000);
+    g_assert_cmphex(rd(c, COCA_REG_PAGE_HI), ==, 0x1);
+    coca_stop(c);
+}
+
+static void test_iobase(void)
+{
+    QTestState *qts = qtest_init("-M pc -nodefaults "
+                                 "-device coco-attest,iobase=0x5c0");
+
+    g_assert_cmphex(qtest_inl(qts, 0x5c0), ==, COCA_SIGNATURE);
+    g_assert_cmphex(qtest_inl(qts, COCA_DEFAULT_IOBASE), !=, COCA_SIGNATURE);
+    qtest_quit(qts);
+}
+
+static void test_fw_cfg(void)
+{
+    QTestState *qts = qtest_init("-M q35 -nodefaults "
+                                 "-device coco-attest,iobase=0x5e0,irq=5");
+    QFWCFG *fw_cfg = pc_fw_cfg_init(qts);
+    struct coca_fw_cfg info;
+    size_t n;
+
+    n = qfw_cfg_get_file(fw_cfg, COCA_FW_CFG_FILE, &info, sizeof(info));
+    g_assert_cmpuint(n, ==, sizeof(info));
+    g_assert_cmphex(le32_to_cpu(info.signature), ==, COCA_SIGNATURE);
+    g_assert_cmphex(le16_to_cpu(info.iobase), ==, 0x5e0);
+    g_assert_cmpuint(info.irq, ==, 5);
+    g_assert_cmpuint(le16_to_cpu(info.transport_major), ==,
+                     COCA_TRANSPORT_MAJOR);
+    g_assert_cmpuint(le16_to_cpu(info.transport_minor), ==,
+                     COCA_TRANSPORT_MINOR);
+    pc_fw_cfg_uninit(fw_cfg);
+    qtest_quit(qts);
+}
+
+/* Properties that must make QEMU refuse to start, with a clear error. */
+static void test_bad_properties(void)
+{
+    static const struct {
+        const char *props;
+        const char *error;
+    } cases[] = {
+        { "max-object=4096", "max-object must be between" },
+        { "max-object=4194304", "max-object must be between" },
+        { "iobase=0x581", "must be 4-byte aligned" },
+        { "iobase=0xfff0", "must be 4-byte aligned" },
+        { "irq=2", "is not a usable ISA interrupt" },
+        { "irq=16", "is not a usable ISA interrupt" },
+        { "features=0x100", "features" },
+    };
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    size_t i;
+
+    g_assert(qemu);
+    for (i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *dev = g_strdup_printf("coco-attest,%s",
+                                               cases[i].props);
+        g_autofree char *out = NULL;
+        g_autofree char *err = NULL;
+        const char *argv[] = {
+            qemu, "-M", "q35", "-accel", "qtest", "-nodefaults",
+            "-display", "none", "-S", "-device", dev, NULL
+        };
+        int status;
+
+        g_assert(g_spawn_sync(NULL, (char **)argv, NULL, 0, NULL, NULL,
+                              &out, &err, &status, NULL));
+        /* a clean refusal, not a crash */
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 1);
+        if (!strstr(err, cases[i].error)) {
+            g_test_message("%s: %s", dev, err);
+        }
+        g_assert(strstr(err, cases[i].error));
+    }
+    {
+        /* a second instance is refused */
+        const char *argv[] = {
+            qemu, "-M", "q35", "-accel", "qtest", "-nodefaults",
+            "-display", "none", "-S", "-device", "coco-attest",
+            "-device", "coco-attest,iobase=0x5c0", NULL
+        };
+        g_autofree char *out = NULL;
+        g_autofree char *err = NULL;
+        int status;
+
+        g_assert(g_spawn_sync(NULL, (char **)argv, NULL, 0, NULL, NULL,
+                              &out, &err, &status, NULL));
+        /* a clean refusal, not a crash */
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 1);
+        g_assert(strstr(err, "at most one coco-attest device"));
+    }
+}
+
+static void test_query_empty(void)
+{
+    QTestState *qts = qtest_init("-M q35 -nodefaults");
+    QDict *rsp = qtest_qmp(qts, "{'execute': 'query-coco-attest'}");
+    QList *list = qdict_get_qlist(rsp, "return");
+
+    g_assert(list);
+    g_assert_cmpuint(qlist_size(list), ==, 0);
+    qobject_unref(rsp);
+    qtest_quit(qts);
+}
+
+static void test_negotiate(void)
+{
+    Coca *c = coca_start("q35", NULL);
+    struct coca_negotiate_resp r;
+    QDict *info;
+    Msg m;
+
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+
+    /* nothing but NEGOTIATE before NEGOTIATE */
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo));
+    {
+        struct coca_echo e = { 0 };
+
+        g_assert_cmpuint(page_req(c, &m, &e, sizeof(e)), ==,
+                         COCA_STATUS_NOT_NEGOTIATED);
+    }
+    info = query_one(c);
+    g_assert_false(qdict_get_bool(info, "negotiated"));
+    qobject_unref(info);
+
+    /* no common version: the host still tells its range */
+    r = negotiate(c, 2, 7, COCA_FEAT_ALL, COCA_STATUS_VERSION);
+    g_assert_cmpuint(r.proto, ==, 0);
+    g_assert_cmpuint(r.proto_min, ==, COCA_PROTO_MIN);
+    g_assert_cmpuint(r.proto_max, ==, COCA_PROTO_MAX);
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_NEGOTIATED, ==, 0);
+
+    /* malformed ranges */
+    negotiate(c, 0, 1, 0, COCA_STATUS_INVALID);
+    negotiate(c, 1, 0, 0, COCA_STATUS_INVALID);
+
+    /* a guest that only knows DIAG, plus an unknown bit: intersection */
+    r = negotiate(c, 1, 9, COCA_FEAT_DIAG | (1ull << 63), COCA_STATUS_OK);
+    g_assert_cmpuint(r.proto, ==, 1);
+    g_assert_cmphex(r.offered, ==, COCA_FEAT_EXT_BUF | COCA_FEAT_DIAG);
+    g_assert_cmphex(r.negotiated, ==, COCA_FEAT_DIAG);
+    g_assert_cmpuint(r.max_object, ==, COCA_MAX_OBJECT_MIN);
+    g_assert_cmpuint(r.inline_max, ==, COCA_INLINE_MAX);
+    g_assert_cmpuint(r.max_pending, ==, 1);
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_NEGOTIATED, ==,
+                    COCA_STS_NEGOTIATED);
+
+    /* EXT_BUF was not accepted: using it is refused */
+    {
+        uint64_t buf = guest_alloc(&c->alloc, 2 * COCA_PAGE_SIZE);
+        g_autofree uint8_t *p = echo_payload(0, 16, 1);
+
+        m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + 16);
+        m.flags = COCA_FLAG_EXT_BUF;
+        m.buf_gpa = buf;
+        m.buf_len = 2 * COCA_PAGE_SIZE;
+        g_assert_cmpuint(page_req(c, &m, p, m.req_len), ==,
+                         COCA_STATUS_FEATURE);
+    }
+
+    /* everything, then query-coco-attest reports it */
+    r = negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    g_assert_cmphex(r.negotiated, ==, COCA_FEAT_EXT_BUF | COCA_FEAT_DIAG);
+    echo_ok(c);
+    info = query_one(c);
+    g_assert_cmpstr(qdict_get_str(info, "id"), ==, "coca0");
+    g_assert_cmpint(qdict_get_int(info, "iobase"), ==, COCA_DEFAULT_IOBASE);
+    g_assert_true(qdict_get_bool(info, "negotiated"));
+    g_assert_cmpint(qdict_get_int(info, "version"), ==, 1);
+    g_assert_cmpint(qdict_get_int(info, "negotiated-features"), ==,
+                    COCA_FEAT_EXT_BUF | COCA_FEAT_DIAG);
+    g_assert_cmpstr(qdict_get_str(info, "channel"), ==, "page");
+    g_assert_false(qdict_get_bool(info, "pending"));
+    g_assert_cmpint(qdict_get_int(info, "requests"), ==, 8);
+    g_assert_cmpint(qdict_get_int(info, "errors"), ==, 5);
+    qobject_unref(info);
+    coca_stop(c);
+}
+
+/* Management pins the offer: the guest cannot get more. */
+static void test_pinned_features(void)
+{
+    Coca *c = coca_start("q35", ",features=0x4,irq=5");
+    struct coca_negotiate_resp r;
+    Msg m;
+
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    r = negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    g_assert_cmphex(r.offered, ==, COCA_FEAT_DIAG);
+    g_assert_cmphex(r.negotiated, ==, COCA_FEAT_DIAG);
+    /* IRQ was pinned off although an IRQ line is configured */
+    g_assert_cmpuint(cmd(c, COCA_CMD_IRQ_ENABLE), ==, COCA_RES_NO_IRQ);
+    echo_ok(c);
+
+    m = msg_new(c, COCA_OP_ECHO, 0);
+    m.flags = COCA_FLAG_EXT_BUF;
+    m.buf_gpa = guest_alloc(&c->alloc, COCA_PAGE_SIZE);
+    m.buf_len = COCA_PAGE_SIZE;
+    g_assert_cmpuint(page_req(c, &m, NULL, 0), ==, COCA_STATUS_FEATURE);
+
+    /* a guest that accepts nothing loses ECHO */
+    r = negotiate(c, 1, 1, 0, COCA_STATUS_OK);
+    g_assert_cmphex(r.negotiated, ==, 0);
+    {
+        struct coca_echo e = { 0 };
+
+        m = msg_new(c, COCA_OP_ECHO, sizeof(e));
+        g_assert_cmpuint(page_req(c, &m, &e, sizeof(e)), ==,
+                         COCA_STATUS_FEATURE);
+    }
+    coca_stop(c);
+}
+
+static void test_page_echo(void)
+{
+    Coca *c = coca_ready(NULL);
+    size_t len = COCA_INLINE_MAX - sizeof(struct coca_echo);
+    g_autofree uint8_t *req = echo_payload(0, len, 3);
+    g_autofree uint8_t *resp = g_malloc(COCA_INLINE_MAX);
+    Msg m = msg_new(c, COCA_OP_ECHO, COCA_INLINE_MAX);
+
+    /* the largest inline request: one doorbell, synchronous */
+    g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==, COCA_STATUS_OK);
+    g_assert_cmphex(m.magic, ==, COCA_MSG_MAGIC);
+    g_assert_cmpuint(m.command, ==, COCA_OP_ECHO);
+    page_payload(c, &m, resp, COCA_INLINE_MAX);
+    check_echo(resp, len, 0, 3);
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & (COCA_STS_BUSY | COCA_STS_DONE),
+                    ==, COCA_STS_DONE);
+    g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_DONE, ==, 0);
+
+    /* an empty ECHO data part works too */
+    echo_ok(c);
+    coca_stop(c);
+}
+
+static void test_port_echo(void)
+{
+    Coca *c = coca_start("q35", NULL);
+    struct coca_negotiate_req nreq = {
+        .proto_min = cpu_to_le16(1),
+        .proto_max = cpu_to_le16(1),
+        .features = cpu_to_le64(COCA_FEAT_ALL),
+    };
+    struct coca_negotiate_resp nresp;
+    size_t len = 333;           /* not a multiple of 4 */
+    g_autofree uint8_t *req = echo_payload(0, len, 9);
+    g_autofree uint8_t *resp = NULL;
+    g_autofree uint8_t *nr = NULL;
+    QDict *info;
+    Msg m;
+
+    /* no page at all: negotiation and ECHO over the ports only */
+    m = msg_new(c, COCA_OP_NEGOTIATE, sizeof(nreq));
+    g_assert_cmpuint(port_send(c, &m, &nreq, sizeof(nreq), 0), ==,
+                     COCA_RES_OK);
+    nr = port_recv(c, &m);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    g_assert_cmpuint(m.resp_len, ==, sizeof(nresp));
+    memcpy(&nresp, nr, sizeof(nresp));
+    g_assert_cmpuint(le16_to_cpu(nresp.proto), ==, 1);
+
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+    g_assert_cmpuint(port_send(c, &m, req, m.req_len, 0), ==, COCA_RES_OK);
+    resp = port_recv(c, &m);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    g_assert_cmpuint(m.seq, ==, c->seq);
+    g_assert_cmpuint(m.resp_len, ==, sizeof(struct coca_echo) + len);
+    check_echo(resp, len, 0, 9);
+
+    info = query_one(c);
+    g_assert_cmpstr(qdict_get_str(info, "channel"), ==, "port");
+    qobject_unref(info);
+    coca_stop(c);
+}
+
+/* 64 KiB both ways, over a multi-page buffer and over the port channel. */
+static void test_large_object(void)
+{
+    Coca *c = coca_ready(NULL);
+    uint32_t total = COCA_MAX_OBJECT_MIN;
+    size_t len = total - sizeof(struct coca_echo);
+    uint64_t buf = guest_alloc(&c->alloc, total);
+    g_autofree uint8_t *req = echo_payload(0, len, 5);
+    g_autofree uint8_t *resp = g_malloc(total);
+    g_autofree uint8_t *presp = NULL;
+    Msg m = msg_new(c, COCA_OP_ECHO, total);
+
+    m.flags = COCA_FLAG_EXT_BUF;
+    m.buf_gpa = buf;
+    m.buf_len = total;
+    g_assert_cmpuint(page_req(c, &m, req, total), ==, COCA_STATUS_OK);
+    g_assert_cmphex(m.buf_gpa, ==, buf);
+    page_payload(c, &m, resp, total);
+    check_echo(resp, len, 0, 5);
+
+    m = msg_new(c, COCA_OP_ECHO, total);
+    g_assert_cmpuint(port_send(c, &m, req, total, 0), ==, COCA_RES_OK);
+    presp = port_recv(c, &m);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    check_echo(presp, len, 0, 5);
+    coca_stop(c);
+}
+
+static void test_async_poll(void)
+{
+    Coca *c = coca_ready(",x-echo-delay-ms=100");
+    size_t len = 64;
+    g_autofree uint8_t *req = echo_payload(COCA_ECHO_ASYNC, len, 11);
+    g_autofree uint8_t *resp = g_malloc(sizeof(struct coca_echo) + len);
+    Msg m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+    QDict *info;
+
+    g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==,
+                     COCA_STATUS_PENDING);
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & (COCA_STS_BUSY | COCA_STS_DONE),
+                    ==, COCA_STS_BUSY);
+    info = query_one(c);
+    g_assert_true(qdict_get_bool(info, "pending"));
+    qobject_unref(info);
+
+    /* virtual time stands still under qtest: nothing happens */
+    g_usleep(20000);
+    g_assert_cmpuint(page_hdr(c).status, ==, COCA_STATUS_PENDING);
+
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    m = page_wait(c);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    page_payload(c, &m, resp, m.resp_len);
+    check_echo(resp, len, COCA_ECHO_ASYNC, 11);
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & (COCA_STS_BUSY | COCA_STS_DONE),
+                    ==, COCA_STS_DONE);
+
+    /* asynchronous without a delay: straight through the thread pool */
+    coca_stop(c);
+    c = coca_ready(NULL);
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+    page_req(c, &m, req, m.req_len);
+    m = page_wait(c);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    page_payload(c, &m, resp, m.resp_len);
+    check_echo(resp, len, COCA_ECHO_ASYNC, 11);
+    coca_stop(c);
+}
+
+static void test_async_irq(void)
+{
+    Coca *c = coca_start("pc", ",irq=5,x-echo-delay-ms=100");
+    size_t len = 32;
+    g_autofree uint8_t *req = echo_payload(COCA_ECHO_ASYNC, len, 13);
+    g_autofree uint8_t *resp = NULL;
+    struct coca_negotiate_resp r;
+    Msg m;
+    int i;
+
+    qtest_irq_intercept_in(c->qts, "ioapic");
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    r = negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    g_assert_cmphex(r.negotiated, ==, COCA_FEAT_ALL);
+    g_assert_cmpuint(cmd(c, COCA_CMD_IRQ_ENABLE), ==, COCA_RES_OK);
+    /* the NEGOTIATE completion is still DONE: acknowledge it */
+    g_assert_true(qtest_get_irq(c->qts, 5));
+    g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+    g_assert_false(qtest_get_irq(c->qts, 5));
+
+    /* page channel */
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+    g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==,
+                     COCA_STATUS_PENDING);
+    g_assert_false(qtest_get_irq(c->qts, 5));
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    for (i = 0; i < 5000 && !qtest_get_irq(c->qts, 5); i++) {
+        g_usleep(1000);
+        rd(c, COCA_REG_SIGNATURE);      /* let the main loop run */
+    }
+    g_assert_true(qtest_get_irq(c->qts, 5));
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_IRQ, ==, COCA_STS_IRQ);
+    g_assert_cmpuint(page_hdr(c).status, ==, COCA_STATUS_OK);
+    g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+    g_assert_false(qtest_get_irq(c->qts, 5));
+
+    /* port channel */
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+    g_assert_cmpuint(port_send(c, &m, req, m.req_len, 0), ==, COCA_RES_OK);
+    g_assert_false(qtest_get_irq(c->qts, 5));
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    for (i = 0; i < 5000 && !qtest_get_irq(c->qts, 5); i++) {
+        g_usleep(1000);
+        rd(c, COCA_REG_SIGNATURE);
+    }
+    g_assert_true(qtest_get_irq(c->qts, 5));
+    resp = port_recv(c, &m);         /* acknowledges */
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    check_echo(resp, len, COCA_ECHO_ASYNC, 13);
+    g_assert_false(qtest_get_irq(c->qts, 5));
+
+    /* disabled: completion without an interrupt */
+    g_assert_cmpuint(cmd(c, COCA_CMD_IRQ_DISABLE), ==, COCA_RES_OK);
+    echo_ok(c);
+    g_assert_false(qtest_get_irq(c->qts, 5));
+    coca_stop(c);
+
+    /* no IRQ configured: enabling it is refused, polling still works */
+    c = coca_ready(NULL);
+    g_assert_cmpuint(cmd(c, COCA_CMD_IRQ_ENABLE), ==, COCA_RES_NO_IRQ);
+    coca_stop(c);
+}
+
+/* A doorbell while a request is in flight changes nothing. */
+static void test_busy(void)
+{
+    Coca *c = coca_ready(",x-echo-delay-ms=100");
+    size_t len = 48;
+    g_autofree uint8_t *req = echo_payload(COCA_ECHO_ASYNC, len, 17);
+    g_autofree uint8_t *resp = g_malloc(sizeof(struct coca_echo) + len);
+    uint8_t before[COCA_PAGE_SIZE], after[COCA_PAGE_SIZE];
+    Msg m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+
+    g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==,
+                     COCA_STATUS_PENDING);
+    qtest_memread(c->qts, c->page, before, sizeof(before));
+    g_assert_cmpuint(cmd(c, COCA_CMD_RING), ==, COCA_RES_BUSY);
+    g_assert_cmpuint(cmd(c, COCA_CMD_PORT_BEGIN), ==, COCA_RES_BUSY);
+    g_assert_cmpuint(cmd(c, COCA_CMD_PORT_SUBMIT), ==, COCA_RES_BUSY);
+    g_assert_cmpuint(cmd(c, COCA_CMD_REGISTER_PAGE), ==, COCA_RES_BUSY);
+    g_assert_cmpuint(cmd(c, COCA_CMD_UNREGISTER), ==, COCA_RES_BUSY);
+    wr(c, COCA_REG_DATA, 0x1234);
+    g_assert_cmpuint(rd(c, COCA_REG_CMD), ==, COCA_RES_BUSY);
+    qtest_memread(c->qts, c->page, after, sizeof(after));
+    g_assert(memcmp(before, after, sizeof(before)) == 0);
+
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    m = page_wait(c);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    page_payload(c, &m, resp, m.resp_len);
+    check_echo(resp, len, COCA_ECHO_ASYNC, 17);
+    echo_ok(c);
+    coca_stop(c);
+}
+
+/* Reset with a request pending: nothing is written to the old page. */
+static void test_reset_pending(void)
+{
+    Coca *c = coca_ready(",x-echo-delay-ms=100");
+    size_t len = 40;
+    g_autofree uint8_t *req = echo_payload(COCA_ECHO_ASYNC, len, 19);
+    uint8_t before[COCA_PAGE_SIZE], after[COCA_PAGE_SIZE];
+    Msg m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+    QDict *info;
+    int i;
+
+    g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==,
+                     COCA_STATUS_PENDING);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'system_reset'}");
+    qtest_qmp_eventwait(c->qts, "RESET");
+    g_assert_cmphex(rd(c, COCA_REG_STATUS), ==, 0);
+
+    /* the "next boot" owns the page now */
+    memset(before, 0x5a, sizeof(before));
+    qtest_memwrite(c->qts, c->page, before, sizeof(before));
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    for (i = 0; i < 5000; i++) {
+        info = query_one(c);
+        if (qdict_get_int(info, "dropped") == 1) {
+            break;
+        }
+        qobject_unref(info);
+        info = NULL;
+        g_usleep(1000);
+    }
+    g_assert(info);
+    g_assert_false(qdict_get_bool(info, "pending"));
+    g_assert_false(qdict_get_bool(info, "negotiated"));
+    qobject_unref(info);
+    qtest_memread(c->qts, c->page, after, sizeof(after));
+    g_assert(memcmp(before, after, sizeof(before)) == 0);
+    g_assert_cmphex(rd(c, COCA_REG_STATUS), ==, 0);
+
+    /* and the device works normally after the reset */
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    echo_ok(c);
+    coca_stop(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bad input: each is refused with its documented result, then a valid */
+/* request still succeeds.                                              */
+/* ------------------------------------------------------------------ */
+
+static void test_bad_page(void)
+{
+    Coca *c = coca_ready(NULL);
+    static const uint64_t bad[] = {
+        0x1000 + 0x800,                 /* unaligned */
+        RAM_SIZE,                       /* just beyond RAM */
+        0x100000000ull,                 /* far beyond RAM */
+        0xfffffffffffff000ull,          /* end of the address space */
+        0xfed00000,                     /* HPET MMIO */
+        0xfee00000,                     /* local APIC MMIO */
+        0xfffff000,                     /* BIOS ROM */
+    };
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_test_message("page 0x%" PRIx64, bad[i]);
+        g_assert_cmpuint(register_page(c, bad[i]), ==, COCA_RES_BAD_PAGE);
+        g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_PAGE_VALID, ==, 0);
+        g_assert_cmpuint(cmd(c, COCA_CMD_RING), ==, COCA_RES_BAD_PAGE);
+        g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+        echo_ok(c);
+    }
+
+    /* ringing with no page at all */
+    g_assert_cmpuint(cmd(c, COCA_CMD_UNREGISTER), ==, COCA_RES_OK);
+    g_assert_cmpuint(cmd(c, COCA_CMD_RING), ==, COCA_RES_BAD_PAGE);
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+
+    /* unknown register command */
+    g_assert_cmpuint(cmd(c, 0x99), ==, COCA_RES_BAD_CMD);
+    echo_ok(c);
+    coca_stop(c);
+}
+
+typedef struct BadHdr {
+    const char *name;
+    void (*mangle)(Coca *c, Msg *m);
+    uint32_t status;
+} BadHdr;
+
+static void bad_magic(Coca *c, Msg *m)
+{
+    m->magic = 0x41434f44;
+}
+
+static void bad_version(Coca *c, Msg *m)
+{
+    m->version = 2;
+}
+
+static void bad_command(Coca *c, Msg *m)
+{
+    m->command = 0x7777;
+}
+
+static void bad_flags(Coca *c, Msg *m)
+{
+    m->flags = 1u << 5;
+}
+
+static void bad_response_flag(Coca *c, Msg *m)
+{
+    m->flags = COCA_FLAG_RESPONSE;
+}
+
+static void bad_reserved0(Coca *c, Msg *m)
+{
+    m->reserved0 = 1;
+}
+
+static void bad_reserved1(Coca *c, Msg *m)
+{
+    m->reserved1 = 0x80000000;
+}
+
+static void bad_buf_without_flag(Coca *c, Msg *m)
+{
+    m->buf_len = COCA_PAGE_SIZE;
+}
+
+static void bad_inline_len(Coca *c, Msg *m)
+{
+    m->req_len = COCA_INLINE_MAX + 1;
+}
+
+static void bad_inline_huge(Coca *c, Msg *m)
+{
+    m->req_len = 0xffffffff;
+}
+
+static void ext_buf(Coca *c, Msg *m, uint64_t gpa, uint32_t len)
+{
+    m->flags = COCA_FLAG_EXT_BUF;
+    m->buf_gpa = gpa;
+    m->buf_len = len;
+}
+
+static void bad_buf_unaligned(Coca *c, Msg *m)
+{
+    ext_buf(c, m, c->page + COCA_PAGE_SIZE + 0x10, COCA_PAGE_SIZE);
+}
+
+static void bad_buf_zero(Coca *c, Msg *m)
+{
+    ext_buf(c, m, c->page + COCA_PAGE_SIZE, 0);
+}
+
+static void bad_buf_over_limit(Coca *c, Msg *m)
+{
+    ext_buf(c, m, c->page + COCA_PAGE_SIZE,
+            COCA_MAX_OBJECT_MIN + COCA_PAGE_SIZE);
+}
+
+static void bad_req_over_buf(Coca *c, Msg *m)
+{
+    ext_buf(c, m, c->page + COCA_PAGE_SIZE, COCA_PAGE_SIZE);
+    m->req_len = COCA_PAGE_SIZE + 4;
+}
+
+static void bad_buf_wraps(Coca *c, Msg *m)
+{
+    ext_buf(c, m, 0xfffffffffffff000ull, 2 * COCA_PAGE_SIZE);
+}
+
+static void bad_buf_beyond_ram(Coca *c, Msg *m)
+{
+    ext_buf(c, m, 0x100000000ull, COCA_PAGE_SIZE);
+}
+
+static void bad_buf_crosses_ram_end(Coca *c, Msg *m)
+{
+    ext_buf(c, m, RAM_SIZE - COCA_PAGE_SIZE, 2 * COCA_PAGE_SIZE);
+}
+
+static void bad_buf_mmio(Coca *c, Msg *m)
+{
+    ext_buf(c, m, 0xfee00000, COCA_PAGE_SIZE);
+}
+
+static void bad_buf_rom(Coca *c, Msg *m)
+{
+    ext_buf(c, m, 0xffff0000, 2 * COCA_PAGE_SIZE);
+}
+
+static void bad_buf_overlaps_page(Coca *c, Msg *m)
+{
+    ext_buf(c, m, c->page, 2 * COCA_PAGE_SIZE);
+}
+
+static const BadHdr bad_hdrs[] = {
+    { "magic", bad_magic, COCA_STATUS_BAD_HEADER },
+    { "version", bad_version, COCA_STATUS_BAD_HEADER },
+    { "command", bad_command, COCA_STATUS_UNSUPPORTED },
+    { "flags", bad_flags, COCA_STATUS_BAD_HEADER },
+    { "response-flag", bad_response_flag, COCA_STATUS_BAD_HEADER },
+    { "reserved0", bad_reserved0, COCA_STATUS_BAD_HEADER },
+    { "reserved1", bad_reserved1, COCA_STATUS_BAD_HEADER },
+    { "buf-without-flag", bad_buf_without_flag, COCA_STATUS_BAD_HEADER },
+    { "inline-len", bad_inline_len, COCA_STATUS_TOO_LARGE },
+    { "inline-huge", bad_inline_huge, COCA_STATUS_TOO_LARGE },
+    { "buf-unaligned", bad_buf_unaligned, COCA_STATUS_BAD_BUFFER },
+    { "buf-zero", bad_buf_zero, COCA_STATUS_BAD_BUFFER },
+    { "buf-over-limit", bad_buf_over_limit, COCA_STATUS_TOO_LARGE },
+    { "req-over-buf", bad_req_over_buf, COCA_STATUS_TOO_LARGE },
+    { "buf-wraps", bad_buf_wraps, COCA_STATUS_BAD_BUFFER },
+    { "buf-beyond-ram", bad_buf_beyond_ram, COCA_STATUS_BAD_BUFFER },
+    { "buf-crosses-ram-end", bad_buf_crosses_ram_end,
+      COCA_STATUS_BAD_BUFFER },
+    { "buf-mmio", bad_buf_mmio, COCA_STATUS_BAD_BUFFER },
+    { "buf-rom", bad_buf_rom, COCA_STATUS_BAD_BUFFER },
+    { "buf-overlaps-page", bad_buf_overlaps_page, COCA_STATUS_BAD_BUFFER },
+};
+
+static void test_bad_header(void)
+{
+    Coca *c = coca_ready(NULL);
+    g_autofree uint8_t *p = echo_payload(0, 8, 1);
+    g_autofree uint8_t *rest = g_malloc0(COCA_INLINE_MAX);
+    uint8_t page_before[COCA_INLINE_MAX], page_after[COCA_INLINE_MAX];
+    size_t i;
+
+    memset(page_before, 0xa5, sizeof(page_before));
+    for (i = 0; i < G_N_ELEMENTS(bad_hdrs); i++) {
+        Msg m = msg_new(c, COCA_OP_ECHO, 16);
+        uint32_t seq = m.seq;
+
+        g_test_message("bad header: %s", bad_hdrs[i].name);
+        qtest_memwrite(c->qts, c->page + COCA_HDR_SIZE, page_before,
+                       sizeof(page_before));
+        bad_hdrs[i].mangle(c, &m);
+        g_assert_cmpuint(page_ring(c, &m, NULL, 0), ==, COCA_RES_OK);
+        g_assert_cmpuint(m.status, ==, bad_hdrs[i].status);
+        g_assert_cmpuint(m.seq, ==, seq);
+        g_assert_cmpuint(m.resp_len, ==, 0);
+        g_assert_cmphex(m.flags & COCA_FLAG_RESPONSE, ==, COCA_FLAG_RESPONSE);
+        /* nothing but the header was written */
+        qtest_memread(c->qts, c->page + COCA_HDR_SIZE, page_after,
+                      sizeof(page_after));
+        g_assert(memcmp(page_before, page_after, sizeof(page_after)) == 0);
+        echo_ok(c);
+    }
+    coca_stop(c);
+}
+
+/* A buffer that stops being RAM is caught (max-object enforced, too). */
+static void test_bad_payload(void)
+{
+    Coca *c = coca_ready(NULL);
+    struct coca_echo e = { .flags = cpu_to_le32(1u << 7) };
+    struct coca_negotiate_req n = {
+        .proto_min = cpu_to_le16(1),
+        .proto_max = cpu_to_le16(1),
+        .reserved = cpu_to_le32(1),
+    };
+    Msg m;
+
+    /* ECHO with reserved flag bits, a non-zero CRC, a short payload */
+    m = msg_new(c, COCA_OP_ECHO, sizeof(e));
+    g_assert_cmpuint(page_req(c, &m, &e, sizeof(e)), ==,
+                     COCA_STATUS_INVALID);
+    echo_ok(c);
+    e.flags = 0;
+    e.crc = cpu_to_le32(1);
+    m = msg_new(c, COCA_OP_ECHO, sizeof(e));
+    g_assert_cmpuint(page_req(c, &m, &e, sizeof(e)), ==,
+                     COCA_STATUS_INVALID);
+    echo_ok(c);
+    m = msg_new(c, COCA_OP_ECHO, 4);
+    g_assert_cmpuint(page_req(c, &m, &e, 4), ==, COCA_STATUS_INVALID);
+    echo_ok(c);
+
+    /* NEGOTIATE with reserved bits or too short */
+    m = msg_new(c, COCA_OP_NEGOTIATE, sizeof(n));
+    g_assert_cmpuint(page_req(c, &m, &n, sizeof(n)), ==,
+                     COCA_STATUS_INVALID);
+    m = msg_new(c, COCA_OP_NEGOTIATE, 8);
+    g_assert_cmpuint(page_req(c, &m, &n, 8), ==, COCA_STATUS_INVALID);
+    /* a failed NEGOTIATE leaves the previous agreement in force */
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_NEGOTIATED, ==,
+                    COCA_STS_NEGOTIATED);
+    echo_ok(c);
+    coca_stop(c);
+}
+
+static void test_bad_port(void)
+{
+    Coca *c = coca_ready(",max-object=65536");
+    g_autofree uint8_t *p = echo_payload(0, 20, 23);
+    g_autofree uint8_t *resp = NULL;
+    Msg m;
+    int i;
+
+    /* CRC mismatch: refused, nothing executed */
+    g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + 20);
+    g_assert_cmpuint(port_send(c, &m, p, m.req_len, 1), ==, COCA_RES_CRC);
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) &
+                    (COCA_STS_DONE | COCA_STS_PORT_RESPONSE), ==, 0);
+    g_assert_cmpuint(rd(c, COCA_REG_DATA), ==, 0);
+    g_assert_cmpuint(rd(c, COCA_REG_CMD), ==, COCA_RES_NOT_READY);
+    echo_ok(c);
+
+    /* submit without begin */
+    g_assert_cmpuint(cmd(c, COCA_CMD_PORT_SUBMIT), ==, COCA_RES_STREAM);
+    /* data without begin */
+    wr(c, COCA_REG_DATA, 1);
+    g_assert_cmpuint(rd(c, COCA_REG_CMD), ==, COCA_RES_STREAM);
+    /* short stream */
+    g_assert_cmpuint(cmd(c, COCA_CMD_PORT_BEGIN), ==, COCA_RES_OK);
+    wr(c, COCA_REG_DATA, COCA_MSG_MAGIC);
+    g_assert_cmpuint(cmd(c, COCA_CMD_PORT_SUBMIT), ==, COCA_RES_STREAM);
+    /* req_len claims more than was streamed */
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + 20);
+    m.req_len = 4000;
+    g_assert_cmpuint(port_send(c, &m, p, 28, 0), ==, COCA_RES_STREAM);
+    /* req_len claims less than was streamed */
+    m = msg_new(c, COCA_OP_ECHO, 4);
+    g_assert_cmpuint(port_send(c, &m, p, 28, 0), ==, COCA_RES_STREAM);
+    /* overrun: more words than header + max-object */
+    g_assert_cmpuint(cmd(c, COCA_CMD_PORT_BEGIN), ==, COCA_RES_OK);
+    for (i = 0; i < (COCA_HDR_SIZE + 65536) / 4; i++) {
+        wr(c, COCA_REG_DATA, 0);
+    }
+    g_assert_cmpuint(rd(c, COCA_REG_CMD), ==, COCA_RES_OK);
+    wr(c, COCA_REG_DATA, 0);
+    g_assert_cmpuint(rd(c, COCA_REG_CMD), ==, COCA_RES_STREAM);
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_PORT_ACTIVE, ==, 0);
+    g_assert_cmpuint(cmd(c, COCA_CMD_PORT_SUBMIT), ==, COCA_RES_STREAM);
+
+    /* EXT_BUF is a page channel feature */
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + 20);
+    m.flags = COCA_FLAG_EXT_BUF;
+    m.buf_gpa = c->page + COCA_PAGE_SIZE;
+    m.buf_len = COCA_PAGE_SIZE;
+    g_assert_cmpuint(port_send(c, &m, p, m.req_len, 0), ==, COCA_RES_OK);
+    resp = port_recv(c, &m);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_BAD_HEADER);
+    g_free(resp);
+
+    /* a bad header over the port channel gets a response too */
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + 20);
+    m.magic = 0;
+    g_assert_cmpuint(port_send(c, &m, p, m.req_len, 0), ==, COCA_RES_OK);
+    resp = port_recv(c, &m);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_BAD_HEADER);
+    g_free(resp);
+
+    /* reading past the end of a response */
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + 20);
+    g_assert_cmpuint(port_send(c, &m, p, m.req_len, 0), ==, COCA_RES_OK);
+    for (i = 0; i < (COCA_HDR_SIZE + 28) / 4; i++) {
+        rd(c, COCA_REG_DATA);
+    }
+    g_assert_cmpuint(rd(c, COCA_REG_DATA), ==, 0);
+    g_assert_cmpuint(rd(c, COCA_REG_CMD), ==, COCA_RES_STREAM);
+    g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+
+    /* and the port channel still works */
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + 20);
+    g_assert_cmpuint(port_send(c, &m, p, m.req_len, 0), ==, COCA_RES_OK);
+    resp = port_recv(c, &m);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    check_echo(resp, 20, 0, 23);
+    echo_ok(c);
+    coca_stop(c);
+}
+
+/* Accesses other than 32 bits wide are ignored. */
+static void test_access_size(void)
+{
+    Coca *c = coca_ready(NULL);
+
+    qtest_outb(c->qts, c->base + COCA_REG_CMD, COCA_CMD_UNREGISTER);
+    qtest_outw(c->qts, c->base + COCA_REG_CMD, COCA_CMD_UNREGISTER);
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_PAGE_VALID, ==,
+                    COCA_STS_PAGE_VALID);
+    /* writes to read-only registers are ignored */
+    wr(c, COCA_REG_SIGNATURE, 0);
+    wr(c, COCA_REG_STATUS, 0xffffffff);
+    g_assert_cmphex(rd(c, COCA_REG_SIGNATURE), ==, COCA_SIGNATURE);
+    echo_ok(c);
+    coca_stop(c);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+
+    qtest_add_data_func("/coco-attest/probe/q35", "q35", test_probe);
+    qtest_add_data_func("/coco-attest/probe/pc", "pc", test_probe);
+    qtest_add_func("/coco-attest/iobase", test_iobase);
+    qtest_add_func("/coco-attest/fw-cfg", test_fw_cfg);
+    qtest_add_func("/coco-attest/bad-properties", test_bad_properties);
+    qtest_add_func("/coco-attest/query-empty", test_query_empty);
+    qtest_add_func("/coco-attest/negotiate", test_negotiate);
+    qtest_add_func("/coco-attest/pinned-features", test_pinned_features);
+    qtest_add_func("/coco-attest/page-echo", test_page_echo);
+    qtest_add_func("/coco-attest/port-echo", test_port_echo);
+    qtest_add_func("/coco-attest/large-object", test_large_object);
+    qtest_add_func("/coco-attest/async/poll", test_async_poll);
+    qtest_add_func("/coco-attest/async/irq", test_async_irq);
+    qtest_add_func("/coco-attest/async/busy", test_busy);
+    qtest_add_func("/coco-attest/async/reset", test_reset_pending);
+    qtest_add_func("/coco-attest/bad/page", test_bad_page);
+    qtest_add_func("/coco-attest/bad/header", test_bad_header);
+    qtest_add_func("/coco-attest/bad/payload", test_bad_payload);
+    qtest_add_func("/coco-attest/bad/port", test_bad_port);
+    qtest_add_func("/coco-attest/bad/access-size", test_access_size);
+
+    return g_test_run();
+}
