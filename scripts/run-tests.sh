@@ -15,20 +15,25 @@ failed=0
 
 # meson_suite NAME BUILD_DIR TEST...: run meson tests, count the results
 meson_suite() {
-    local name=$1 dir=$2 log=$LOGDIR/$1.log json ok bad
+    local name=$1 dir=$2 log=$LOGDIR/$1.log json ok bad cases rc=0
     shift 2
     log "suite $name: $*"
-    meson test -C "$dir" --no-rebuild --print-errorlogs "$@" > "$log" 2>&1
+    meson test -C "$dir" --no-rebuild --verbose "$@" > "$log" 2>&1 || rc=$?
     json=$dir/meson-logs/testlog.json
     ok=$(grep -c '"result": "OK"' "$json" || true)
     bad=$(grep -Ec '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' \
           "$json" || true)
     # qtests report their test cases as TAP subtests
-    grep -E '^ *(ok|not ok) [0-9]+ ' "$log" > "$LOGDIR/$name.cases" || true
-    printf '  %-8s %3d ok, %d failed  (%d test cases; log %s)\n' "$name" \
-        "$ok" "$bad" "$(grep -c '^ *ok' "$LOGDIR/$name.cases")" "$log"
+    cases=$(grep -E '^[0-9]+/[0-9]+ .* OK ' "$log" |
+            sed -nE 's/.* ([0-9]+) subtests passed.*/\1/p;t;s/.*/1/p' |
+            awk '{ n += $1 } END { print n + 0 }')
+    printf '  %-8s %3d ok, %d failed  (%s test cases; log %s)\n' "$name" \
+        "$ok" "$bad" "${cases:-0}" "$log"
+    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        bad=1       # the harness itself failed
+    fi
     if [ "$bad" -gt 0 ] || [ "$ok" -eq 0 ]; then
-        grep -E 'not ok|FAIL|ERROR|assert' "$log" | head -n 40
+        grep -E 'not ok|FAIL|ERROR|assert|Error' "$log" | head -n 40
         failed=$((failed + bad + (ok == 0)))
     fi
     passed=$((passed + ok))

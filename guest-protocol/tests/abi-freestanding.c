@@ -1,9 +1,17 @@
 /*
  * SPDX-License-Identifier: GPL-2.0-or-later OR MIT
  *
- * The ABI header must compile without a C library (firmware, SVSM).
+ * The ABI header must compile without a C library (firmware, SVSM), and
+ * have the same layout there: checked at compile time, because the
+ * 32-bit build cannot necessarily run on the build host.
  */
+#include <stddef.h>
 #include "coco-attest/abi.h"
+
+#define OFF(type, field, want) \
+    COCA_ABI_ASSERT(offsetof(type, field) == (want));
+#define SIZE(type, want) COCA_ABI_ASSERT(sizeof(type) == (want));
+#include "abi-offsets.h"
 
 uint32_t coca_abi_freestanding_probe(void);
 

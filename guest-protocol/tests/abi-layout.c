@@ -23,43 +23,11 @@ static int failures;
 
 int main(void)
 {
-    CHECK(offsetof(struct coca_hdr, magic), 0);
-    CHECK(offsetof(struct coca_hdr, version), 4);
-    CHECK(offsetof(struct coca_hdr, command), 6);
-    CHECK(offsetof(struct coca_hdr, flags), 8);
-    CHECK(offsetof(struct coca_hdr, seq), 12);
-    CHECK(offsetof(struct coca_hdr, status), 16);
-    CHECK(offsetof(struct coca_hdr, req_len), 20);
-    CHECK(offsetof(struct coca_hdr, resp_len), 24);
-    CHECK(offsetof(struct coca_hdr, reserved0), 28);
-    CHECK(offsetof(struct coca_hdr, buf_gpa), 32);
-    CHECK(offsetof(struct coca_hdr, buf_len), 40);
-    CHECK(offsetof(struct coca_hdr, reserved1), 44);
-    CHECK(sizeof(struct coca_hdr), COCA_HDR_SIZE);
+#define OFF(type, field, want) CHECK(offsetof(type, field), want);
+#define SIZE(type, want) CHECK(sizeof(type), want);
+#include "abi-offsets.h"
+    CHECK(COCA_HDR_SIZE, 48);
     CHECK(COCA_INLINE_MAX, 4048);
-
-    CHECK(offsetof(struct coca_fw_cfg, signature), 0);
-    CHECK(offsetof(struct coca_fw_cfg, iobase), 4);
-    CHECK(offsetof(struct coca_fw_cfg, irq), 6);
-    CHECK(offsetof(struct coca_fw_cfg, transport_major), 8);
-    CHECK(offsetof(struct coca_fw_cfg, transport_minor), 10);
-
-    CHECK(offsetof(struct coca_negotiate_req, proto_min), 0);
-    CHECK(offsetof(struct coca_negotiate_req, proto_max), 2);
-    CHECK(offsetof(struct coca_negotiate_req, reserved), 4);
-    CHECK(offsetof(struct coca_negotiate_req, features), 8);
-
-    CHECK(offsetof(struct coca_negotiate_resp, proto), 0);
-    CHECK(offsetof(struct coca_negotiate_resp, proto_min), 2);
-    CHECK(offsetof(struct coca_negotiate_resp, proto_max), 4);
-    CHECK(offsetof(struct coca_negotiate_resp, offered), 8);
-    CHECK(offsetof(struct coca_negotiate_resp, negotiated), 16);
-    CHECK(offsetof(struct coca_negotiate_resp, max_object), 24);
-    CHECK(offsetof(struct coca_negotiate_resp, inline_max), 28);
-    CHECK(offsetof(struct coca_negotiate_resp, max_pending), 32);
-
-    CHECK(offsetof(struct coca_echo, flags), 0);
-    CHECK(offsetof(struct coca_echo, crc), 4);
 
     /* "COCA" in memory order */
     {

@@ -129,6 +129,12 @@ static bool coca_write(uint64_t addr, const void *buf, uint32_t len)
                                buf, len) == MEMTX_OK;
 }
 
+/* CRC32C as the spec defines it (iSCSI: init and final XOR all ones) */
+static uint32_t coca_crc(const void *buf, uint32_t len)
+{
+    return crc32c(0xffffffff, buf, len);
+}
+
 static void coca_hdr_from_le(struct coca_hdr *h)
 {
     h->magic = le32_to_cpu(h->magic);
@@ -267,7 +273,7 @@ static void coca_finish_port(CocoAttestReq *req)
     memset(s->port_buf + s->port_len, 0,
            ROUND_UP(s->port_len, 4) - s->port_len);
     s->port_pos = 0;
-    s->port_crc = crc32c(0xffffffff, s->port_buf, s->port_len) ^ 0xffffffff;
+    s->port_crc = coca_crc(s->port_buf, s->port_len);
     s->port_response = true;
 }
 
@@ -440,8 +446,7 @@ static int coca_echo_work(void *opaque)
     uint32_t len = req->in_len - sizeof(e);
 
     memcpy(&e, req->in, sizeof(e));
-    e.crc = cpu_to_le32(crc32c(0xffffffff, req->in + sizeof(e), len) ^
-                        0xffffffff);
+    e.crc = cpu_to_le32(coca_crc(req->in + sizeof(e), len));
     memcpy(req->out, &e, sizeof(e));
     memcpy(req->out + sizeof(e), req->in + sizeof(e), len);
     return 0;
@@ -668,7 +673,7 @@ static void coca_port_submit(CocoAttestState *s)
         return;
     }
     msg_len = COCA_HDR_SIZE + h.req_len;
-    crc = crc32c(0xffffffff, s->port_buf, msg_len) ^ 0xffffffff;
+    crc = coca_crc(s->port_buf, msg_len);
     if (crc != s->port_crc) {
         COCA_LOG("port request CRC 0x%08x, expected 0x%08x", s->port_crc,
                  crc);
