@@ -943,9 +943,11 @@ static void coca_realize(DeviceState *dev, Error **errp)
         return;
     }
     if (s->max_object < COCA_MAX_OBJECT_MIN ||
-        s->max_object > COCA_MAX_OBJECT_MAX) {
-        error_setg(errp, "max-object must be between %u and %u bytes",
-                   COCA_MAX_OBJECT_MIN, COCA_MAX_OBJECT_MAX);
+        s->max_object > COCA_MAX_OBJECT_MAX ||
+        !QEMU_IS_ALIGNED(s->max_object, COCA_PAGE_SIZE)) {
+        error_setg(errp, "max-object must be a multiple of %u between %u "
+                   "and %u bytes", COCA_PAGE_SIZE, COCA_MAX_OBJECT_MIN,
+                   COCA_MAX_OBJECT_MAX);
         return;
     }
     if (s->iobase > 0x10000 - COCA_IO_SIZE ||

@@ -382,12 +382,48 @@ static void test_crc_vector(void)
     g_assert_cmphex(crc("123456789", 9), ==, 0xe3069283);
 }
 
+/*
+ * Nothing else in the machine's I/O address space may overlap the
+ * device's window: the default iobase must be free on pc and q35.
+ */
+static void check_io_window_free(QTestState *qts, uint64_t base)
+{
+    g_autofree char *mtree = qtest_hmp(qts, "info mtree");
+    g_auto(GStrv) lines = g_strsplit(mtree, "\n", -1);
+    bool in_io = false, found = false;
+    char **l;
+
+    for (l = lines; *l; l++) {
+        uint64_t lo, hi;
+        char name[128];
+
+        if (g_str_has_prefix(*l, "address-space")) {
+            in_io = strstr(*l, "I/O") != NULL;
+            continue;
+        }
+        if (!in_io ||
+            sscanf(*l, " %" SCNx64 "-%" SCNx64 " (prio %*d, %*[^)]): %127s",
+                   &lo, &hi, name) != 3) {
+            continue;
+        }
+        if (hi < base || lo > base + COCA_IO_SIZE - 1 ||
+            (lo == 0 && hi == 0xffff)) {
+            continue;   /* elsewhere, or the root container */
+        }
+        g_test_message("I/O region at the device window: %s", *l);
+        g_assert_cmpstr(name, ==, "coco-attest-io");
+        found = true;
+    }
+    g_assert_true(found);
+}
+
 static void test_probe(const void *data)
 {
     const char *machine = data;
     Coca *c = coca_start(machine, NULL);
     uint32_t sts;
 
+    check_io_window_free(c->qts, COCA_DEFAULT_IOBASE);
     g_assert_cmphex(rd(c, COCA_REG_SIGNATURE), ==, COCA_SIGNATURE);
     g_assert_cmphex(rd(c, COCA_REG_VERSION), ==,
                     (COCA_TRANSPORT_MAJOR << 16) | COCA_TRANSPORT_MINOR);
@@ -432,6 +468,40 @@ static void test_fw_cfg(void)
     qtest_quit(qts);
 }
 
+static bool acpi_has(const uint8_t *tables, size_t len, const char *s)
+{
+    return memmem(tables, len, s, strlen(s)) != NULL;
+}
+
+/* The DSDT describes the device for OS drivers: PRP0001 + compatible. */
+static void test_acpi(void)
+{
+    const size_t len = 64 * KiB;
+    g_autofree uint8_t *tables = g_malloc0(len);
+    QTestState *qts;
+    QFWCFG *fw_cfg;
+    size_t n;
+
+    qts = qtest_init("-M q35 -nodefaults -device coco-attest,irq=5");
+    fw_cfg = pc_fw_cfg_init(qts);
+    n = qfw_cfg_get_file(fw_cfg, "etc/acpi/tables", tables, len);
+    g_assert_cmpuint(n, >, 0);
+    g_assert_true(acpi_has(tables, len, "PRP0001"));
+    g_assert_true(acpi_has(tables, len, COCA_ACPI_COMPATIBLE));
+    g_assert_true(acpi_has(tables, len, "COCA"));
+    pc_fw_cfg_uninit(fw_cfg);
+    qtest_quit(qts);
+
+    /* and only with the device */
+    qts = qtest_init("-M q35 -nodefaults");
+    fw_cfg = pc_fw_cfg_init(qts);
+    memset(tables, 0, len);
+    qfw_cfg_get_file(fw_cfg, "etc/acpi/tables", tables, len);
+    g_assert_false(acpi_has(tables, len, COCA_ACPI_COMPATIBLE));
+    pc_fw_cfg_uninit(fw_cfg);
+    qtest_quit(qts);
+}
+
 /* Properties that must make QEMU refuse to start, with a clear error. */
 static void test_bad_properties(void)
 {
@@ -439,8 +509,9 @@ static void test_bad_properties(void)
         const char *props;
         const char *error;
     } cases[] = {
-        { "max-object=4096", "max-object must be between" },
-        { "max-object=4194304", "max-object must be between" },
+        { "max-object=4096", "max-object must be a multiple" },
+        { "max-object=4194304", "max-object must be a multiple" },
+        { "max-object=65537", "max-object must be a multiple" },
         { "iobase=0x581", "must be 4-byte aligned" },
         { "iobase=0xfff0", "must be 4-byte aligned" },
         { "irq=2", "is not a usable ISA interrupt" },
@@ -746,6 +817,18 @@ static void test_async_poll(void)
     coca_stop(c);
 }
 
+/* Wait (bounded) for the completion interrupt. */
+static void wait_irq(Coca *c, int irq)
+{
+    int i;
+
+    for (i = 0; i < 5000 && !qtest_get_irq(c->qts, irq); i++) {
+        g_usleep(1000);
+        rd(c, COCA_REG_SIGNATURE);      /* let the main loop run */
+    }
+    g_assert_true(qtest_get_irq(c->qts, irq));
+}
+
 static void test_async_irq(void)
 {
     Coca *c = coca_start("pc", ",irq=5,x-echo-delay-ms=100");
@@ -754,7 +837,6 @@ static void test_async_irq(void)
     g_autofree uint8_t *resp = NULL;
     struct coca_negotiate_resp r;
     Msg m;
-    int i;
 
     qtest_irq_intercept_in(c->qts, "ioapic");
     g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
@@ -772,11 +854,7 @@ static void test_async_irq(void)
                      COCA_STATUS_PENDING);
     g_assert_false(qtest_get_irq(c->qts, 5));
     qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
-    for (i = 0; i < 5000 && !qtest_get_irq(c->qts, 5); i++) {
-        g_usleep(1000);
-        rd(c, COCA_REG_SIGNATURE);      /* let the main loop run */
-    }
-    g_assert_true(qtest_get_irq(c->qts, 5));
+    wait_irq(c, 5);
     g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_IRQ, ==, COCA_STS_IRQ);
     g_assert_cmpuint(page_hdr(c).status, ==, COCA_STATUS_OK);
     g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
@@ -787,11 +865,7 @@ static void test_async_irq(void)
     g_assert_cmpuint(port_send(c, &m, req, m.req_len, 0), ==, COCA_RES_OK);
     g_assert_false(qtest_get_irq(c->qts, 5));
     qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
-    for (i = 0; i < 5000 && !qtest_get_irq(c->qts, 5); i++) {
-        g_usleep(1000);
-        rd(c, COCA_REG_SIGNATURE);
-    }
-    g_assert_true(qtest_get_irq(c->qts, 5));
+    wait_irq(c, 5);
     resp = port_recv(c, &m);         /* acknowledges */
     g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
     check_echo(resp, len, COCA_ECHO_ASYNC, 13);
@@ -1244,6 +1318,7 @@ int main(int argc, char **argv)
     qtest_add_data_func("/coco-attest/probe/pc", "pc", test_probe);
     qtest_add_func("/coco-attest/iobase", test_iobase);
     qtest_add_func("/coco-attest/fw-cfg", test_fw_cfg);
+    qtest_add_func("/coco-attest/acpi", test_acpi);
     qtest_add_func("/coco-attest/bad-properties", test_bad_properties);
     qtest_add_func("/coco-attest/query-empty", test_query_empty);
     qtest_add_func("/coco-attest/negotiate", test_negotiate);
