@@ -1062,6 +1062,17 @@ static void coca_class_init(ObjectClass *klass, void *data)
     dc->vmsd = &coca_vmstate;
     dc->desc = "Confidential computing attestation channel";
     device_class_set_props(dc, coca_properties);
+    object_class_property_set_description(klass, "iobase",
+        "I/O port base of the 32-port register window");
+    object_class_property_set_description(klass, "irq",
+        "ISA interrupt raised on completion, 0 for none (polling)");
+    object_class_property_set_description(klass, "features",
+        "feature bits offered to the guest (default: all this QEMU has): "
+        "bit 0 external buffers, 1 interrupt, 2 diagnostics");
+    object_class_property_set_description(klass, "max-object",
+        "largest payload in bytes, a multiple of 4096 from 64 KiB to 1 MiB");
+    object_class_property_set_description(klass, "x-echo-delay-ms",
+        "test only: delay asynchronous ECHO completions (virtual time)");
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
     rc->phases.hold = coca_reset_hold;
     adevc->build_dev_aml = coca_build_aml;
