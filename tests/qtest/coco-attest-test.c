@@ -397,8 +397,9 @@ static void check_io_window_free(QTestState *qts, uint64_t base)
         uint64_t lo, hi;
         char name[128];
 
-        if (g_str_has_prefix(*l, "address-space")) {
-            in_io = strstr(*l, "I/O") != NULL;
+        if (**l && !g_ascii_isspace(**l)) {
+            /* a section header: "address-space: ...", "memory-region: ..." */
+            in_io = g_str_has_prefix(*l, "address-space: I/O");
             continue;
         }
         if (!in_io ||
