@@ -1,0 +1,163 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later OR MIT
+ *
+ * coco-attest guest driver library.
+ *
+ * Freestanding C99: no C library, no allocation, no global state.  The
+ * platform (firmware, SVSM, an OS driver or a user-space tool) supplies a
+ * small table of operations and the shared memory; all driver state lives
+ * in a caller-allocated struct coca_dev.
+ *
+ * The host is untrusted: every response is copied out of shared memory
+ * before it is parsed, and every length, sequence number and status is
+ * checked against what was asked.  A malicious or broken host can make a
+ * call fail with one of the COCA_E_* codes below; it can never make the
+ * library write past a caller's buffer.
+ *
+ * Typical use:
+ *
+ *     struct coca_dev dev;
+ *     if (coca_probe(&dev, &ops, 0) == 0 &&
+ *         coca_negotiate(&dev, COCA_FEAT_ALL) == 0) {
+ *         coca_echo(&dev, COCA_CH_AUTO, 0, data, len, out, cap, &n);
+ *     }
+ *
+ * See docs/guest-library.md for the porting guide.
+ */
+
+#ifndef COCO_ATTEST_GUEST_H
+#define COCO_ATTEST_GUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "coco-attest/abi.h"
+
+/* Errors (negative return values); 0 is success. */
+#define COCA_E_NODEV     (-1)   /* no device, or an unknown transport major */
+#define COCA_E_INVAL     (-2)   /* bad argument from the caller */
+#define COCA_E_BUSY      (-3)   /* a request is already in flight */
+#define COCA_E_REFUSED   (-4)   /* the device refused a register command */
+#define COCA_E_PROTO     (-5)   /* malformed response from the host */
+#define COCA_E_CRC       (-6)   /* port channel response CRC mismatch */
+#define COCA_E_TOOBIG    (-7)   /* the response does not fit the buffer */
+#define COCA_E_TIMEOUT   (-8)   /* no response in time */
+#define COCA_E_STATUS    (-9)   /* the host answered with a non-OK status */
+#define COCA_E_AGAIN     (-10)  /* coca_poll(): still pending */
+#define COCA_E_NOTREADY  (-11)  /* coca_negotiate() has not succeeded */
+#define COCA_E_NOFEATURE (-12)  /* the call needs a feature not negotiated */
+
+enum coca_channel {
+    COCA_CH_AUTO = 0,   /* the session default (page if available) */
+    COCA_CH_PAGE = 1,
+    COCA_CH_PORT = 2,
+};
+
+/*
+ * Platform operations.  inl/outl/inb/outw are mandatory.  page/page_gpa
+ * describe one 4 KiB page of memory shared with the host (NULL: port
+ * channel only); buf/buf_gpa/buf_len an optional larger, physically
+ * contiguous, 4 KiB-aligned shared buffer for objects that do not fit
+ * the page.  now_us and relax are optional.
+ */
+struct coca_ops {
+    void *ctx;
+    uint32_t (*inl)(void *ctx, uint16_t port);
+    void (*outl)(void *ctx, uint16_t port, uint32_t val);
+    uint8_t (*inb)(void *ctx, uint16_t port);
+    void (*outw)(void *ctx, uint16_t port, uint16_t val);
+    /* full memory barrier; NULL = compiler barrier only (x86 TSO) */
+    void (*mb)(void *ctx);
+    /* monotonic microseconds; NULL = count polls instead */
+    uint64_t (*now_us)(void *ctx);
+    /* called between polls (pause, yield); may be NULL */
+    void (*relax)(void *ctx);
+    /* optional diagnostics, one line without newline */
+    void (*log)(void *ctx, const char *msg);
+    volatile void *page;
+    uint64_t page_gpa;
+    volatile void *buf;
+    uint64_t buf_gpa;
+    uint32_t buf_len;
+};
+
+struct coca_dev {
+    const struct coca_ops *ops;
+    uint16_t iobase;
+    uint8_t irq;
+    uint8_t page_registered;
+    uint32_t transport;             /* VERSION register */
+    uint64_t timeout_us;            /* per call, default 10 s */
+    uint32_t poll_limit;            /* polls per call without now_us */
+    enum coca_channel channel;      /* session default */
+    /* from NEGOTIATE */
+    uint16_t proto;
+    uint64_t offered;
+    uint64_t negotiated;
+    uint32_t max_object;
+    uint32_t inline_max;
+    /* the request in flight */
+    uint32_t seq;
+    uint16_t cur_op;
+    uint8_t in_flight;
+    uint8_t cur_chan;
+    uint8_t cur_ext;
+    uint32_t last_status;           /* host status of the last response */
+    uint32_t last_result;           /* COCA_RES_* of a refused command */
+};
+
+/* fw_cfg discovery: fills *info from the "etc/coco-attest" file. */
+int coca_fw_cfg_find(const struct coca_ops *ops, struct coca_fw_cfg *info);
+
+/*
+ * Find the device at iobase (0: ask fw_cfg, then try the default),
+ * check signature and transport version, and register the page if the
+ * platform provided one.
+ */
+int coca_probe(struct coca_dev *d, const struct coca_ops *ops,
+               uint16_t iobase);
+
+/* Negotiate protocol version 1 and the wanted features. */
+int coca_negotiate(struct coca_dev *d, uint64_t want);
+
+/*
+ * Send one request and wait for its response.  req/req_len is the
+ * payload, resp/resp_cap the caller's buffer; *resp_len receives the
+ * response length (with COCA_E_TOOBIG: the length needed).  With
+ * COCA_E_STATUS, d->last_status holds the host status.
+ */
+int coca_call(struct coca_dev *d, enum coca_channel ch, uint16_t op,
+              const void *req, uint32_t req_len,
+              void *resp, uint32_t resp_cap, uint32_t *resp_len);
+
+/*
+ * The same in two steps, for callers that poll themselves (or wait for
+ * the interrupt).  resp_cap tells coca_submit() how large a response to
+ * make room for: above COCA_INLINE_MAX the page channel uses the
+ * external buffer.
+ */
+int coca_submit(struct coca_dev *d, enum coca_channel ch, uint16_t op,
+                const void *req, uint32_t req_len, uint32_t resp_cap);
+int coca_poll(struct coca_dev *d, void *resp, uint32_t resp_cap,
+              uint32_t *resp_len);
+
+/*
+ * ECHO (needs COCA_FEAT_DIAG): sends data, checks the host's CRC32C and
+ * the echoed bytes; out receives the echoed data.
+ */
+int coca_echo(struct coca_dev *d, enum coca_channel ch, uint32_t flags,
+              const void *data, uint32_t len,
+              void *out, uint32_t out_cap, uint32_t *out_len);
+
+/* Ask for the completion interrupt (needs COCA_FEAT_IRQ). */
+int coca_irq_enable(struct coca_dev *d, int on);
+
+/* CRC32C as used by the port channel and ECHO. */
+uint32_t coca_crc32c(uint32_t crc, const void *data, uint32_t len);
+
+/* A short English description of a COCA_E_* code. */
+const char *coca_strerror(int err);
+
+/* A short name for a COCA_STATUS_* value. */
+const char *coca_status_name(uint32_t status);
+
+#endif /* COCO_ATTEST_GUEST_H */

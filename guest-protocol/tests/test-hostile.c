@@ -1,0 +1,634 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later OR MIT
+ *
+ * Unit tests of the guest library against a scripted host: an in-process
+ * double of the device that speaks the ABI correctly, and then lies in
+ * every way the library must survive (oversized lengths, truncated
+ * responses, wrong sequence numbers, a status that changes during the
+ * copy, garbage after the payload, bad CRCs, requests that never end).
+ * Each case checks the error code and that no caller buffer was written
+ * beyond what the call allows.
+ */
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include "coco-attest/guest.h"
+
+enum lie {
+    LIE_NONE,
+    LIE_SEQ,
+    LIE_MAGIC,
+    LIE_OP,
+    LIE_NO_RESPONSE_FLAG,
+    LIE_LEN_OVER_PAGE,
+    LIE_LEN_OVER_BUF,
+    LIE_STATUS_FLIP,
+    LIE_GARBAGE_AFTER,
+    LIE_NEG_SHORT,
+    LIE_NEG_GRANTS_MORE,
+    LIE_NEG_BAD_MAX,
+    LIE_NEG_BAD_PROTO,
+    LIE_ECHO_CRC,
+    LIE_ECHO_DATA,
+    LIE_ECHO_LEN,
+    LIE_PORT_CRC,
+    LIE_PORT_HUGE_LEN,
+    LIE_PORT_NOT_READY,
+    LIE_NEVER,
+    LIE_STATUS_INVALID,
+    LIE_NO_SPACE,
+    LIE_PENDING_3,
+    LIE_BAD_SIGNATURE,
+    LIE_BAD_TRANSPORT,
+    LIE_REFUSE_PAGE,
+    LIE_FWCFG_HUGE_DIR,
+    LIE_FWCFG_BAD_SIZE,
+};
+
+#define BASE        COCA_DEFAULT_IOBASE
+#define BUF_LEN     (64u * 1024)
+
+struct fake {
+    enum lie lie;
+    uint8_t page[COCA_PAGE_SIZE] __attribute__((aligned(4096)));
+    uint8_t buf[BUF_LEN] __attribute__((aligned(4096)));
+    uint64_t staged;
+    uint32_t result;
+    int busy;               /* 1: page request, 2: port request */
+    int polls_left;
+    /* port channel */
+    uint8_t in[COCA_HDR_SIZE + BUF_LEN];
+    uint32_t in_len, in_crc;
+    uint8_t out[COCA_HDR_SIZE + BUF_LEN + 4];
+    uint32_t out_len, out_pos, out_crc;
+    int port_resp;
+    int data_reads;
+    /* fw_cfg */
+    uint16_t fw_sel;
+    uint8_t fw[4 + 64 + 12];
+    uint32_t fw_len, fw_pos;
+    /* time */
+    uint64_t now;
+    int mb_calls;
+};
+
+static struct fake F;
+
+static void le32(uint8_t *p, uint32_t v)
+{
+    p[0] = v;
+    p[1] = v >> 8;
+    p[2] = v >> 16;
+    p[3] = v >> 24;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void le64(uint8_t *p, uint64_t v)
+{
+    le32(p, v);
+    le32(p + 4, v >> 32);
+}
+
+/*
+ * The honest host: compute the response payload of a request, then let
+ * the scenario spoil it.  Returns the status.
+ */
+static uint32_t serve(const uint8_t *h, const uint8_t *req, uint8_t *resp,
+                      uint32_t *len)
+{
+    uint16_t op = h[6] | h[7] << 8;
+    uint32_t req_len = rd32(h + 20);
+
+    *len = 0;
+    if (op == COCA_OP_NEGOTIATE) {
+        uint64_t want = rd32(req + 8) | (uint64_t)rd32(req + 12) << 32;
+        memset(resp, 0, 40);
+        resp[0] = 1;
+        resp[2] = 1;
+        resp[4] = 1;
+        le64(resp + 8, COCA_FEAT_ALL);
+        le64(resp + 16, want & COCA_FEAT_ALL);
+        le32(resp + 24, BUF_LEN);
+        le32(resp + 28, COCA_INLINE_MAX);
+        le32(resp + 32, 1);
+        *len = 40;
+        switch (F.lie) {
+        case LIE_NEG_SHORT:
+            *len = 20;
+            break;
+        case LIE_NEG_GRANTS_MORE:
+            le64(resp + 16, COCA_FEAT_ALL | 1ull << 40);
+            break;
+        case LIE_NEG_BAD_MAX:
+            le32(resp + 24, 100);
+            break;
+        case LIE_NEG_BAD_PROTO:
+            resp[0] = 9;
+            break;
+        default:
+            break;
+        }
+        return COCA_STATUS_OK;
+    }
+    if (op == COCA_OP_ECHO) {
+        memcpy(resp, req, req_len);
+        le32(resp + 4, coca_crc32c(0, req + 8, req_len - 8));
+        *len = req_len;
+        if (F.lie == LIE_ECHO_CRC) {
+            resp[4] ^= 1;
+        } else if (F.lie == LIE_ECHO_DATA && req_len > 8) {
+            resp[8] ^= 0x80;
+        } else if (F.lie == LIE_ECHO_LEN) {
+            *len = req_len - 1;
+        }
+        return COCA_STATUS_OK;
+    }
+    return COCA_STATUS_UNSUPPORTED;
+}
+
+static void complete_page(void)
+{
+    uint8_t *h = F.page;
+    uint32_t flags = rd32(h + 8), len, status;
+    int ext = flags & COCA_FLAG_EXT_BUF;
+    uint8_t *payload = ext ? F.buf : F.page + COCA_HDR_SIZE;
+    static uint8_t resp[BUF_LEN];
+
+    status = serve(h, payload, resp, &len);
+    memcpy(payload, resp, len);
+    if (F.lie == LIE_GARBAGE_AFTER) {
+        memset(payload + len, 0xee, 64);
+    }
+    if (F.lie == LIE_LEN_OVER_PAGE) {
+        len = COCA_INLINE_MAX + 1;
+    } else if (F.lie == LIE_LEN_OVER_BUF) {
+        len = ext ? BUF_LEN + 4 : COCA_INLINE_MAX + 4;
+    } else if (F.lie == LIE_STATUS_INVALID) {
+        status = COCA_STATUS_INVALID;
+        len = 0;
+    } else if (F.lie == LIE_NO_SPACE) {
+        status = COCA_STATUS_NO_SPACE;
+        len = 123456;
+    }
+    le32(h + 8, flags | COCA_FLAG_RESPONSE);
+    le32(h + 24, len);
+    if (F.lie == LIE_SEQ) {
+        le32(h + 12, rd32(h + 12) + 1);
+    } else if (F.lie == LIE_MAGIC) {
+        h[0] ^= 1;
+    } else if (F.lie == LIE_OP) {
+        h[6] ^= 0x40;
+    } else if (F.lie == LIE_NO_RESPONSE_FLAG) {
+        le32(h + 8, flags);
+    }
+    le32(h + 16, status);
+}
+
+static void complete_port(void)
+{
+    uint8_t *h = F.out;
+    uint32_t len, status;
+
+    memcpy(h, F.in, COCA_HDR_SIZE);
+    status = serve(F.in, F.in + COCA_HDR_SIZE, F.out + COCA_HDR_SIZE, &len);
+    le32(h + 8, rd32(h + 8) | COCA_FLAG_RESPONSE);
+    if (F.lie == LIE_PORT_HUGE_LEN) {
+        len = 0xfffffff0u;
+    } else if (F.lie == LIE_SEQ) {
+        le32(h + 12, rd32(h + 12) + 1);
+    }
+    le32(h + 16, status);
+    le32(h + 24, len);
+    F.out_len = COCA_HDR_SIZE + (len < BUF_LEN ? len : 0);
+    memset(F.out + F.out_len, 0, 4);
+    F.out_crc = coca_crc32c(0, F.out, F.out_len);
+    if (F.lie == LIE_PORT_CRC) {
+        F.out_crc ^= 1;
+    }
+    F.out_pos = 0;
+    F.port_resp = F.lie != LIE_PORT_NOT_READY;
+}
+
+static void finish(int page)
+{
+    if (F.lie == LIE_NEVER) {
+        return;
+    }
+    if (F.lie == LIE_PENDING_3 && F.polls_left-- > 0) {
+        return;
+    }
+    F.busy = 0;
+    if (page) {
+        complete_page();
+    } else {
+        complete_port();
+    }
+}
+
+static uint32_t f_inl(void *ctx, uint16_t port)
+{
+    (void)ctx;
+    switch (port - BASE) {
+    case COCA_REG_SIGNATURE:
+        return F.lie == LIE_BAD_SIGNATURE ? 0xffffffff : COCA_SIGNATURE;
+    case COCA_REG_VERSION:
+        return F.lie == LIE_BAD_TRANSPORT ? 2u << 16 : 1u << 16;
+    case COCA_REG_CMD:
+        return F.result;
+    case COCA_REG_STATUS:
+        if (F.busy == 2) {
+            /* an asynchronous port request makes progress when polled */
+            finish(0);
+        }
+        return (F.busy ? COCA_STS_BUSY : COCA_STS_DONE) |
+               (F.port_resp ? COCA_STS_PORT_RESPONSE : 0);
+    case COCA_REG_DATA:
+        F.data_reads++;
+        if (F.out_pos + 4 > sizeof(F.out)) {
+            return 0;
+        }
+        F.out_pos += 4;
+        return rd32(F.out + F.out_pos - 4);
+    case COCA_REG_CRC:
+        return F.out_crc;
+    }
+    return 0xffffffff;
+}
+
+static void f_outl(void *ctx, uint16_t port, uint32_t v)
+{
+    (void)ctx;
+    switch (port - BASE) {
+    case COCA_REG_PAGE_LO:
+        F.staged = (F.staged & ~0xffffffffull) | v;
+        return;
+    case COCA_REG_PAGE_HI:
+        F.staged = (F.staged & 0xffffffffull) | (uint64_t)v << 32;
+        return;
+    case COCA_REG_DATA:
+        if (F.in_len + 4 <= sizeof(F.in)) {
+            le32(F.in + F.in_len, v);
+            F.in_len += 4;
+        }
+        return;
+    case COCA_REG_CRC:
+        F.in_crc = v;
+        return;
+    case COCA_REG_CMD:
+        break;
+    default:
+        return;
+    }
+    F.result = COCA_RES_OK;
+    switch (v) {
+    case COCA_CMD_REGISTER_PAGE:
+        if (F.lie == LIE_REFUSE_PAGE) {
+            F.result = COCA_RES_BAD_PAGE;
+        }
+        return;
+    case COCA_CMD_RING:
+        F.busy = 1;
+        le32(F.page + 16, COCA_STATUS_PENDING);
+        if (F.lie != LIE_PENDING_3 && F.lie != LIE_NEVER) {
+            finish(1);
+        }
+        return;
+    case COCA_CMD_PORT_BEGIN:
+        F.in_len = 0;
+        F.port_resp = 0;
+        return;
+    case COCA_CMD_PORT_SUBMIT:
+        if (coca_crc32c(0, F.in, COCA_HDR_SIZE + rd32(F.in + 20)) !=
+            F.in_crc) {
+            F.result = COCA_RES_CRC;
+            return;
+        }
+        F.busy = 2;
+        if (F.lie != LIE_PENDING_3 && F.lie != LIE_NEVER) {
+            finish(0);
+        }
+        return;
+    case COCA_CMD_ACK:
+        F.port_resp = 0;
+        return;
+    }
+}
+
+static uint8_t f_inb(void *ctx, uint16_t port)
+{
+    (void)ctx;
+    (void)port;
+    return F.fw_pos < F.fw_len ? F.fw[F.fw_pos++] : 0;
+}
+
+static void f_outw(void *ctx, uint16_t port, uint16_t v)
+{
+    (void)ctx;
+    (void)port;
+    F.fw_sel = v;
+    F.fw_pos = 0;
+    memset(F.fw, 0, sizeof(F.fw));
+    if (v == 0x19) {
+        /* a directory of one file: "etc/coco-attest", 12 bytes, sel 0x30 */
+        uint32_t count = F.lie == LIE_FWCFG_HUGE_DIR ? 0x7fffffff : 1;
+        F.fw[0] = count >> 24;
+        F.fw[1] = count >> 16;
+        F.fw[2] = count >> 8;
+        F.fw[3] = count;
+        F.fw[4 + 3] = F.lie == LIE_FWCFG_BAD_SIZE ? 200 : 12;
+        F.fw[4 + 5] = 0x30;
+        strcpy((char *)F.fw + 4 + 8, COCA_FW_CFG_FILE);
+        F.fw_len = 4 + 64;
+    } else if (v == 0x30) {
+        le32(F.fw, COCA_SIGNATURE);
+        F.fw[4] = BASE & 0xff;
+        F.fw[5] = BASE >> 8;
+        F.fw[6] = 5;
+        F.fw[8] = 1;
+        F.fw_len = 12;
+    } else {
+        F.fw_len = 0;
+    }
+}
+
+static void f_mb(void *ctx)
+{
+    (void)ctx;
+    F.mb_calls++;
+    if (F.lie == LIE_STATUS_FLIP && rd32(F.page + 16) != COCA_STATUS_NONE &&
+        rd32(F.page + 16) != COCA_STATUS_PENDING) {
+        /* the host rewrites the status between the read and the copy */
+        le32(F.page + 16, COCA_STATUS_INVALID);
+    }
+}
+
+static uint64_t f_now(void *ctx)
+{
+    (void)ctx;
+    return F.now += 1000;
+}
+
+static void f_relax(void *ctx)
+{
+    (void)ctx;
+    if (F.busy == 1 && F.lie == LIE_PENDING_3) {
+        finish(1);
+    }
+}
+
+static struct coca_ops ops_page = {
+    .inl = f_inl, .outl = f_outl, .inb = f_inb, .outw = f_outw,
+    .mb = f_mb, .now_us = f_now, .relax = f_relax,
+    .page_gpa = 0x100000, .buf_gpa = 0x200000, .buf_len = BUF_LEN,
+};
+
+static struct coca_ops ops_port = {
+    .inl = f_inl, .outl = f_outl, .inb = f_inb, .outw = f_outw,
+    .mb = f_mb, .now_us = f_now,
+};
+
+/* ------------------------------------------------------------------ */
+
+static int passed, failed;
+
+#define EXPECT(cond)                                                      \
+    do {                                                                  \
+        if (!(cond)) {                                                    \
+            printf("  %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
+            ok = 0;                                                       \
+        }                                                                 \
+    } while (0)
+
+static void report(const char *name, int ok)
+{
+    printf("%s %s\n", ok ? "ok" : "not ok", name);
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+    }
+}
+
+static void reset_fake(enum lie lie)
+{
+    memset(&F, 0, sizeof(F));
+    F.lie = lie;
+    F.polls_left = 3;
+    ops_page.page = F.page;
+    ops_page.buf = F.buf;
+}
+
+/* A probed and negotiated device on the given channel, honest so far. */
+static int ready(struct coca_dev *d, struct coca_ops *ops, enum lie lie)
+{
+    reset_fake(LIE_NONE);
+    if (coca_probe(d, ops, 0) || coca_negotiate(d, COCA_FEAT_ALL)) {
+        return -1;
+    }
+    F.lie = lie;
+    return 0;
+}
+
+/* ECHO through a canary-guarded buffer; returns the library's result. */
+static int guarded_echo(struct coca_dev *d, enum coca_channel ch,
+                        uint32_t len, uint32_t cap, int *canary_ok)
+{
+    static uint8_t data[BUF_LEN], out[BUF_LEN + 64];
+    uint32_t n = 0, i;
+    int err;
+
+    for (i = 0; i < len; i++) {
+        data[i] = (uint8_t)(i * 13 + 1);
+    }
+    memset(out, 0xa5, sizeof(out));
+    err = coca_echo(d, ch, 0, data, len, out, cap, &n);
+    *canary_ok = 1;
+    for (i = cap; i < sizeof(out); i++) {
+        if (out[i] != 0xa5) {
+            *canary_ok = 0;
+        }
+    }
+    return err;
+}
+
+static void echo_case(const char *name, struct coca_ops *ops,
+                      enum coca_channel ch, enum lie lie, uint32_t len,
+                      uint32_t cap, int want)
+{
+    struct coca_dev d;
+    int ok = 1, canary, err;
+
+    EXPECT(ready(&d, ops, lie) == 0);
+    err = guarded_echo(&d, ch, len, cap, &canary);
+    if (err != want) {
+        printf("  got %d (%s), want %d (%s)\n", err, coca_strerror(err),
+               want, coca_strerror(want));
+    }
+    EXPECT(err == want);
+    EXPECT(canary);
+    /* the library is usable again with an honest host */
+    F.lie = LIE_NONE;
+    F.busy = 0;
+    err = guarded_echo(&d, ch, 16, 64, &canary);
+    EXPECT(err == 0 || lie == LIE_NEVER);
+    report(name, ok);
+}
+
+static void neg_case(const char *name, enum lie lie, int want)
+{
+    struct coca_dev d;
+    int ok = 1, err;
+
+    reset_fake(lie);
+    EXPECT(coca_probe(&d, &ops_page, 0) == 0);
+    err = coca_negotiate(&d, COCA_FEAT_ALL);
+    EXPECT(err == want);
+    EXPECT(want != 0 || d.negotiated == COCA_FEAT_ALL);
+    EXPECT(want == 0 || d.proto == 0);
+    report(name, ok);
+}
+
+static void probe_case(const char *name, enum lie lie, int want)
+{
+    struct coca_dev d;
+    int ok = 1;
+
+    reset_fake(lie);
+    EXPECT(coca_probe(&d, &ops_page, 0) == want);
+    report(name, ok);
+}
+
+int main(void)
+{
+    struct coca_dev d;
+    struct coca_fw_cfg info;
+    int ok;
+
+    printf("# guest library against a scripted host\n");
+
+    /* honest host */
+    reset_fake(LIE_NONE);
+    ok = 1;
+    EXPECT(coca_fw_cfg_find(&ops_page, &info) == 0);
+    EXPECT(info.iobase == BASE && info.irq == 5);
+    EXPECT(coca_probe(&d, &ops_page, 0) == 0);
+    EXPECT(d.irq == 5 && d.page_registered);
+    EXPECT(coca_echo(&d, COCA_CH_PAGE, 0, "x", 1, F.in, 64, &(uint32_t){0})
+           == COCA_E_NOTREADY);
+    EXPECT(coca_negotiate(&d, COCA_FEAT_DIAG | COCA_FEAT_EXT_BUF) == 0);
+    EXPECT(d.negotiated == (COCA_FEAT_DIAG | COCA_FEAT_EXT_BUF));
+    EXPECT(d.max_object == BUF_LEN);
+    report("honest-probe-negotiate", ok);
+    echo_case("honest-echo-page", &ops_page, COCA_CH_PAGE, LIE_NONE, 100,
+              200, 0);
+    echo_case("honest-echo-page-64k", &ops_page, COCA_CH_PAGE, LIE_NONE,
+              BUF_LEN - 8, BUF_LEN, 0);
+    echo_case("honest-echo-port", &ops_page, COCA_CH_PORT, LIE_NONE, 333,
+              400, 0);
+    echo_case("honest-echo-port-only", &ops_port, COCA_CH_AUTO, LIE_NONE,
+              5000, 6000, 0);
+    echo_case("async-completes-after-polls", &ops_page, COCA_CH_PAGE,
+              LIE_PENDING_3, 10, 64, 0);
+    echo_case("async-port-completes-after-polls", &ops_page, COCA_CH_PORT,
+              LIE_PENDING_3, 10, 64, 0);
+
+    /* a lying host */
+    echo_case("wrong-seq-page", &ops_page, COCA_CH_PAGE, LIE_SEQ, 10, 64,
+              COCA_E_PROTO);
+    echo_case("wrong-seq-port", &ops_page, COCA_CH_PORT, LIE_SEQ, 10, 64,
+              COCA_E_PROTO);
+    echo_case("wrong-magic", &ops_page, COCA_CH_PAGE, LIE_MAGIC, 10, 64,
+              COCA_E_PROTO);
+    echo_case("wrong-command", &ops_page, COCA_CH_PAGE, LIE_OP, 10, 64,
+              COCA_E_PROTO);
+    echo_case("no-response-flag", &ops_page, COCA_CH_PAGE,
+              LIE_NO_RESPONSE_FLAG, 10, 64, COCA_E_PROTO);
+    echo_case("oversized-len-inline", &ops_page, COCA_CH_PAGE,
+              LIE_LEN_OVER_PAGE, 10, 64, COCA_E_PROTO);
+    echo_case("oversized-len-ext-buf", &ops_page, COCA_CH_PAGE,
+              LIE_LEN_OVER_BUF, 5000, BUF_LEN, COCA_E_PROTO);
+    echo_case("status-changes-during-copy", &ops_page, COCA_CH_PAGE,
+              LIE_STATUS_FLIP, 10, 64, COCA_E_PROTO);
+    echo_case("garbage-after-payload", &ops_page, COCA_CH_PAGE,
+              LIE_GARBAGE_AFTER, 10, 18, 0);
+    echo_case("echo-wrong-crc", &ops_page, COCA_CH_PAGE, LIE_ECHO_CRC, 10, 64,
+              COCA_E_PROTO);
+    echo_case("echo-wrong-data", &ops_page, COCA_CH_PAGE, LIE_ECHO_DATA, 10,
+              64, COCA_E_PROTO);
+    echo_case("truncated-echo", &ops_page, COCA_CH_PAGE, LIE_ECHO_LEN, 10, 64,
+              COCA_E_PROTO);
+    echo_case("truncated-echo-port", &ops_page, COCA_CH_PORT, LIE_ECHO_LEN,
+              10, 64, COCA_E_PROTO);
+    echo_case("port-bad-crc", &ops_page, COCA_CH_PORT, LIE_PORT_CRC, 10, 64,
+              COCA_E_CRC);
+    echo_case("port-huge-len", &ops_page, COCA_CH_PORT, LIE_PORT_HUGE_LEN, 10,
+              64, COCA_E_PROTO);
+    echo_case("port-no-response", &ops_page, COCA_CH_PORT, LIE_PORT_NOT_READY,
+              10, 64, COCA_E_PROTO);
+    echo_case("never-completes", &ops_page, COCA_CH_PAGE, LIE_NEVER, 10, 64,
+              COCA_E_TIMEOUT);
+    echo_case("error-status", &ops_page, COCA_CH_PAGE, LIE_STATUS_INVALID,
+              10, 64, COCA_E_STATUS);
+    echo_case("no-space", &ops_page, COCA_CH_PAGE, LIE_NO_SPACE, 10, 64,
+              COCA_E_TOOBIG);
+    echo_case("caller-buffer-too-small", &ops_page, COCA_CH_PAGE, LIE_NONE,
+              10, 12, COCA_E_TOOBIG);
+
+    /* the port channel never reads more words than the caller can hold */
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_PORT_HUGE_LEN) == 0);
+    F.data_reads = 0;
+    {
+        int canary;
+
+        EXPECT(guarded_echo(&d, COCA_CH_PORT, 10, 64, &canary) ==
+               COCA_E_PROTO);
+        EXPECT(canary);
+    }
+    EXPECT(F.data_reads == COCA_HDR_SIZE / 4);
+    report("port-reads-bounded", ok);
+
+    neg_case("negotiate-truncated", LIE_NEG_SHORT, COCA_E_PROTO);
+    neg_case("negotiate-grants-unasked", LIE_NEG_GRANTS_MORE, COCA_E_PROTO);
+    neg_case("negotiate-bad-max-object", LIE_NEG_BAD_MAX, COCA_E_PROTO);
+    neg_case("negotiate-bad-version", LIE_NEG_BAD_PROTO, COCA_E_PROTO);
+    neg_case("negotiate-wrong-seq", LIE_SEQ, COCA_E_PROTO);
+
+    probe_case("probe-bad-signature", LIE_BAD_SIGNATURE, COCA_E_NODEV);
+    probe_case("probe-unknown-transport", LIE_BAD_TRANSPORT, COCA_E_NODEV);
+    probe_case("probe-page-refused", LIE_REFUSE_PAGE, COCA_E_REFUSED);
+
+    reset_fake(LIE_FWCFG_HUGE_DIR);
+    ok = 1;
+    EXPECT(coca_fw_cfg_find(&ops_page, &info) == COCA_E_PROTO);
+    report("fw-cfg-huge-directory", ok);
+    reset_fake(LIE_FWCFG_BAD_SIZE);
+    ok = 1;
+    EXPECT(coca_fw_cfg_find(&ops_page, &info) == COCA_E_PROTO);
+    /* probing still finds the device at the default port */
+    EXPECT(coca_probe(&d, &ops_page, 0) == 0);
+    report("fw-cfg-bad-file-size", ok);
+
+    /* caller mistakes */
+    ok = 1;
+    EXPECT(ready(&d, &ops_port, LIE_NONE) == 0);
+    EXPECT(coca_call(&d, COCA_CH_PAGE, COCA_OP_ECHO, NULL, 0, NULL, 0, NULL)
+           == COCA_E_INVAL);
+    EXPECT(coca_submit(&d, COCA_CH_PORT, COCA_OP_ECHO, NULL, 1, 0) ==
+           COCA_E_INVAL);
+    EXPECT(coca_submit(&d, COCA_CH_PORT, COCA_OP_ECHO, F.in, BUF_LEN + 1, 0)
+           == COCA_E_TOOBIG);
+    report("caller-mistakes", ok);
+
+    ok = 1;
+    EXPECT(coca_crc32c(0, "123456789", 9) == 0xe3069283u);
+    report("crc32c-check-value", ok);
+
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
