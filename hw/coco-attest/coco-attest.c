@@ -44,6 +44,8 @@
 #include "coco-attest-internal.h"
 #include "trace.h"
 
+#define COCA_HDR_STATUS_OFF offsetof(struct coca_hdr, status)
+
 #define COCA_LOG(fmt, ...) \
     qemu_log_mask(LOG_GUEST_ERROR, "coco-attest: " fmt "\n", ## __VA_ARGS__)
 
@@ -64,7 +66,14 @@ struct CocoAttestReq {
 
 static const char *coca_chan_name(CocoAttestChan chan)
 {
-    return chan == COCA_CHAN_PAGE ? "page" : "port";
+    switch (chan) {
+    case COCA_CHAN_PAGE:
+        return "page";
+    case COCA_CHAN_PORT:
+        return "port";
+    default:
+        return "none";
+    }
 }
 
 uint64_t coco_attest_offered(CocoAttestState *s)
@@ -103,7 +112,7 @@ static bool coca_is_ram(uint64_t addr, uint64_t len)
         mr = address_space_translate(&address_space_memory, addr, &xlat,
                                      &l, true, coca_attrs);
         if (!memory_region_is_ram(mr) || memory_region_is_rom(mr) ||
-            memory_region_is_ram_device(mr) || mr->readonly || l == 0) {
+            memory_region_is_ram_device(mr) || l == 0) {
             return false;
         }
         addr += l;
@@ -216,7 +225,6 @@ static uint32_t coca_resp_cap(CocoAttestReq *req)
 
 static void coca_finish_page(CocoAttestReq *req)
 {
-    CocoAttestState *s = req->s;
     struct coca_hdr h = req->hdr;
     uint32_t status = req->status;
     uint32_t status_le;
@@ -237,18 +245,26 @@ static void coca_finish_page(CocoAttestReq *req)
     req->status = status;
 
     h.flags |= COCA_FLAG_RESPONSE;
-    h.status = COCA_STATUS_PENDING;
     coca_hdr_to_le(&h);
-    if (!coca_write(req->page, &h, COCA_HDR_SIZE)) {
-        COCA_LOG("request page 0x%" PRIx64 " is no longer RAM", req->page);
-        s->stat_errors++;
-        return;
+    /* everything but the status, which the guest may be polling */
+    if (!coca_write(req->page, &h, COCA_HDR_STATUS_OFF) ||
+        !coca_write(req->page + COCA_HDR_STATUS_OFF + 4,
+                    (uint8_t *)&h + COCA_HDR_STATUS_OFF + 4,
+                    COCA_HDR_SIZE - COCA_HDR_STATUS_OFF - 4)) {
+        goto gone;
     }
     /* the payload and header must be visible before the status */
     smp_wmb();
     status_le = cpu_to_le32(status);
-    coca_write(req->page + offsetof(struct coca_hdr, status), &status_le,
-               sizeof(status_le));
+    if (!coca_write(req->page + COCA_HDR_STATUS_OFF, &status_le,
+                    sizeof(status_le))) {
+        goto gone;
+    }
+    return;
+
+gone:
+    COCA_LOG("request page 0x%" PRIx64 " is no longer RAM", req->page);
+    req->status = COCA_STATUS_BAD_BUFFER;
 }
 
 static void coca_finish_port(CocoAttestReq *req)
@@ -357,8 +373,8 @@ static void coca_defer(CocoAttestReq *req, ThreadPoolFunc *work,
     req->work = work;
     trace_coco_attest_pending(req->hdr.command, req->hdr.seq, req->epoch);
     if (req->chan == COCA_CHAN_PAGE &&
-        !coca_write(req->page + offsetof(struct coca_hdr, status),
-                    &pending, sizeof(pending))) {
+        !coca_write(req->page + COCA_HDR_STATUS_OFF, &pending,
+                    sizeof(pending))) {
         coca_fail(req, COCA_STATUS_BAD_BUFFER);
         return;
     }
@@ -422,6 +438,10 @@ static void coca_op_negotiate(CocoAttestReq *req)
         COCA_LOG("NEGOTIATE: no common version (guest %u..%u)",
                  in.proto_min, in.proto_max);
         req->status = COCA_STATUS_VERSION;
+        /* the previous agreement, if any, stays in force */
+        out.proto = cpu_to_le16(s->negotiated ? s->proto : 0);
+        out.negotiated = cpu_to_le64(s->negotiated ?
+                                     s->negotiated_features : 0);
     } else {
         s->negotiated = true;
         s->proto = hi;
@@ -615,6 +635,9 @@ static void coca_ring(CocoAttestState *s)
 {
     CocoAttestReq *req;
 
+    s->done = false;
+    s->port_response = false;
+    coca_update_irq(s);
     if (!s->page_valid) {
         COCA_LOG("doorbell without a registered page");
         coca_set_result(s, COCA_CMD_RING, COCA_RES_BAD_PAGE);
@@ -630,9 +653,6 @@ static void coca_ring(CocoAttestState *s)
         return;
     }
     coca_set_result(s, COCA_CMD_RING, COCA_RES_OK);
-    s->done = false;
-    s->port_response = false;
-    coca_update_irq(s);
     coca_hdr_from_le(&req->hdr);
     req->status = coca_check_hdr(s, req);
     if (req->status == COCA_STATUS_OK) {
@@ -648,6 +668,9 @@ static void coca_port_submit(CocoAttestState *s)
     struct coca_hdr h;
     uint32_t crc, msg_len;
 
+    s->done = false;
+    s->port_response = false;
+    coca_update_irq(s);
     if (!s->port_active) {
         COCA_LOG("PORT_SUBMIT without PORT_BEGIN");
         coca_set_result(s, COCA_CMD_PORT_SUBMIT, COCA_RES_STREAM);
@@ -683,8 +706,6 @@ static void coca_port_submit(CocoAttestState *s)
     }
 
     coca_set_result(s, COCA_CMD_PORT_SUBMIT, COCA_RES_OK);
-    s->done = false;
-    coca_update_irq(s);
     req = coca_req_new(s, COCA_CHAN_PORT);
     req->hdr = h;
     req->status = coca_check_hdr(s, req);
@@ -708,7 +729,7 @@ static void coca_register_page(CocoAttestState *s)
     if (!ok) {
         COCA_LOG("refusing request page 0x%" PRIx64
                  " (unaligned or not guest RAM)", gpa);
-        s->page_valid = false;
+        /* a registered page stays registered */
         coca_set_result(s, COCA_CMD_REGISTER_PAGE, COCA_RES_BAD_PAGE);
         return;
     }
@@ -829,6 +850,7 @@ static uint64_t coca_io_read(void *opaque, hwaddr addr, unsigned size)
         /* bytes past port_len were zeroed when the response was built */
         val = ldl_le_p(s->port_buf + s->port_pos);
         s->port_pos += 4;
+        s->result = COCA_RES_OK;
         return val;
     case COCA_REG_CRC:
         return s->port_response ? s->port_crc : 0;
@@ -867,6 +889,7 @@ static void coca_io_write(void *opaque, hwaddr addr, uint64_t val,
         }
         stl_le_p(s->port_buf + s->port_len, val);
         s->port_len += 4;
+        s->result = COCA_RES_OK;
         return;
     case COCA_REG_CRC:
         if (s->port_active) {
@@ -886,17 +909,13 @@ static const MemoryRegionOps coca_io_ops = {
         .min_access_size = 4,
         .max_access_size = 4,
     },
-    .impl = {
-        .min_access_size = 4,
-        .max_access_size = 4,
-    },
 };
 
 /* ------------------------------------------------------------------ */
 /* Device lifecycle                                                    */
 /* ------------------------------------------------------------------ */
 
-static void coca_reset_hold(Object *obj, ResetType type)
+static void coca_reset_enter(Object *obj, ResetType type)
 {
     CocoAttestState *s = COCO_ATTEST(obj);
     CocoAttestReq *req = s->inflight;
@@ -926,7 +945,11 @@ static void coca_reset_hold(Object *obj, ResetType type)
     if (s->port_buf) {
         memset(s->port_buf, 0, s->port_cap);
     }
-    coca_update_irq(s);
+}
+
+static void coca_reset_hold(Object *obj, ResetType type)
+{
+    coca_update_irq(COCO_ATTEST(obj));
 }
 
 static void coca_realize(DeviceState *dev, Error **errp)
@@ -987,6 +1010,9 @@ static void coca_unrealize(DeviceState *dev)
 {
     CocoAttestState *s = COCO_ATTEST(dev);
 
+    /* a request still in flight must not touch the device any more */
+    s->epoch++;
+    s->inflight = NULL;
     g_free(s->port_buf);
     s->port_buf = NULL;
 }
@@ -1074,6 +1100,7 @@ static void coca_class_init(ObjectClass *klass, void *data)
     object_class_property_set_description(klass, "x-echo-delay-ms",
         "test only: delay asynchronous ECHO completions (virtual time)");
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
+    rc->phases.enter = coca_reset_enter;
     rc->phases.hold = coca_reset_hold;
     adevc->build_dev_aml = coca_build_aml;
 }

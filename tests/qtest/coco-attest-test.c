@@ -635,6 +635,10 @@ static void test_negotiate(void)
     /* everything, then query-coco-attest reports it */
     r = negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
     g_assert_cmphex(r.negotiated, ==, COCA_FEAT_EXT_BUF | COCA_FEAT_DIAG);
+    /* a failed re-negotiation reports the agreement still in force */
+    r = negotiate(c, 5, 6, 0, COCA_STATUS_VERSION);
+    g_assert_cmpuint(r.proto, ==, 1);
+    g_assert_cmphex(r.negotiated, ==, COCA_FEAT_EXT_BUF | COCA_FEAT_DIAG);
     echo_ok(c);
     info = query_one(c);
     g_assert_cmpstr(qdict_get_str(info, "id"), ==, "coca0");
@@ -645,8 +649,8 @@ static void test_negotiate(void)
                     COCA_FEAT_EXT_BUF | COCA_FEAT_DIAG);
     g_assert_cmpstr(qdict_get_str(info, "channel"), ==, "page");
     g_assert_false(qdict_get_bool(info, "pending"));
-    g_assert_cmpint(qdict_get_int(info, "requests"), ==, 8);
-    g_assert_cmpint(qdict_get_int(info, "errors"), ==, 5);
+    g_assert_cmpint(qdict_get_int(info, "requests"), ==, 9);
+    g_assert_cmpint(qdict_get_int(info, "errors"), ==, 6);
     qobject_unref(info);
     coca_stop(c);
 }
@@ -983,6 +987,13 @@ static void test_bad_page(void)
     for (i = 0; i < G_N_ELEMENTS(bad); i++) {
         g_test_message("page 0x%" PRIx64, bad[i]);
         g_assert_cmpuint(register_page(c, bad[i]), ==, COCA_RES_BAD_PAGE);
+        /* the page registered before stays registered and usable */
+        g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_PAGE_VALID, ==,
+                        COCA_STS_PAGE_VALID);
+        echo_ok(c);
+        /* so does a page that was never valid leave none */
+        g_assert_cmpuint(cmd(c, COCA_CMD_UNREGISTER), ==, COCA_RES_OK);
+        g_assert_cmpuint(register_page(c, bad[i]), ==, COCA_RES_BAD_PAGE);
         g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_PAGE_VALID, ==, 0);
         g_assert_cmpuint(cmd(c, COCA_CMD_RING), ==, COCA_RES_BAD_PAGE);
         g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
@@ -1218,8 +1229,9 @@ static void test_bad_port(void)
     Msg m;
     int i;
 
-    /* CRC mismatch: refused, nothing executed */
-    g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+    /* CRC mismatch: refused, nothing executed, the old DONE is gone */
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_DONE, ==,
+                    COCA_STS_DONE);
     m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + 20);
     g_assert_cmpuint(port_send(c, &m, p, m.req_len, 1), ==, COCA_RES_CRC);
     g_assert_cmphex(rd(c, COCA_REG_STATUS) &
