@@ -43,6 +43,11 @@ suite_abi() {
     meson_suite abi "$TOP/build/project" --suite abi
 }
 
+suite_guest() {
+    COCA_QEMU=$TOP/build/qemu-system-x86_64 \
+        meson_suite guest "$TOP/build/project" --suite guest
+}
+
 suite_qtest() {
     meson_suite qtest "$QBUILD" \
         qtest-x86_64/coco-attest-test \
