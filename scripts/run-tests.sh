@@ -44,7 +44,13 @@ suite_abi() {
 }
 
 suite_guest() {
-    COCA_QEMU=$TOP/build/qemu-system-x86_64 \
+    local vmlinux
+    vmlinux=$(bash "$TOP/scripts/fetch-kernel.sh") || {
+        echo "  guest: could not fetch the test kernel"
+        failed=$((failed + 1))
+        return
+    }
+    COCA_QEMU=$TOP/build/qemu-system-x86_64 COCA_VMLINUX=$vmlinux \
         meson_suite guest "$TOP/build/project" --suite guest
 }
 

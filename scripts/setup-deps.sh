@@ -9,7 +9,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 PKGS=(
-    build-essential gcc-multilib git dpkg-dev rsync xz-utils ca-certificates perl
+    build-essential gcc-multilib git dpkg-dev rsync xz-utils lz4 cpio
+    ca-certificates perl
     python3 python3-venv ninja-build pkgconf flex bison
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev
     libgnutls28-dev libcurl4-gnutls-dev

@@ -1,0 +1,139 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * /init of the Linux end-to-end test guest: runs coco-attest-guest the way
+ * a user would, checks each result, prints it on the console and reports
+ * the verdict through isa-debug-exit (QEMU exit status 33 = pass).
+ */
+
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/io.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int failures;
+
+/* Run the tool with argv, require exit 0 and, if given, text in stdout. */
+static void run(const char *what, const char *expect, char *const argv[])
+{
+    char out[4096] = "";
+    int pipefd[2], status = -1;
+    ssize_t n, len = 0;
+    pid_t pid;
+
+    if (pipe(pipefd) < 0) {
+        perror("pipe");
+        failures++;
+        return;
+    }
+    pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        close(pipefd[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    while ((n = read(pipefd[0], out + len, sizeof(out) - 1 - len)) > 0) {
+        len += n;
+    }
+    out[len] = 0;
+    close(pipefd[0]);
+    waitpid(pid, &status, 0);
+    printf("%s", out);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+        (expect && !strstr(out, expect))) {
+        printf("FAIL: %s\n", what);
+        failures++;
+    } else {
+        printf("PASS: %s\n", what);
+    }
+    fflush(stdout);
+}
+
+static char *cmdline_value(const char *key)
+{
+    static char buf[4096];
+    char *p;
+    FILE *f = fopen("/proc/cmdline", "r");
+
+    if (!f || !fgets(buf, sizeof(buf), f)) {
+        return NULL;
+    }
+    fclose(f);
+    p = strstr(buf, key);
+    if (!p) {
+        return NULL;
+    }
+    p += strlen(key);
+    p[strcspn(p, " \n")] = 0;
+    return p;
+}
+
+int main(void)
+{
+    char *mem;
+    int fd;
+
+    mkdir("/dev", 0755);
+    mkdir("/proc", 0755);
+    mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+    mount("proc", "/proc", "proc", 0, NULL);
+    fd = open("/dev/console", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    mem = cmdline_value("coca.mem=");
+    printf("coco-attest Linux guest: memmap region %s\n", mem ? mem : "none");
+
+    {
+        char *a[] = { "/coco-attest-guest", "probe", NULL };
+        run("probe (port I/O from user space)", "transport=1.0", a);
+    }
+    {
+        char *a[] = { "/coco-attest-guest", "negotiate", NULL };
+        run("negotiate over the port channel", "negotiated version=1", a);
+    }
+    {
+        char *a[] = { "/coco-attest-guest", "-c", "port", "echo", "3000",
+                      NULL };
+        run("echo over the port channel", "channel=port", a);
+    }
+    if (mem) {
+        char *a1[] = { "/coco-attest-guest", "-m", mem, "echo", "1000",
+                       NULL };
+        char *a2[] = { "/coco-attest-guest", "-m", mem, "echo", "65528",
+                       NULL };
+        char *a3[] = { "/coco-attest-guest", "-m", mem, "-a", "echo", "100",
+                       NULL };
+        char *a4[] = { "/coco-attest-guest", "-m", mem, "negotiate", NULL };
+
+        run("negotiate over the page channel", "negotiated=0x5", a4);
+        run("echo over the page channel", "channel=page", a1);
+        run("echo 64 KiB through the external buffer",
+            "channel=page+ext-buf", a2);
+        run("asynchronous echo over the page channel", "echo ok", a3);
+    } else {
+        printf("FAIL: no coca.mem= on the kernel command line\n");
+        failures++;
+    }
+
+    printf("coco-attest Linux guest: %s (%d failures)\n",
+           failures ? "FAIL" : "PASS", failures);
+    fflush(stdout);
+    if (ioperm(0xf4, 1, 1) == 0) {
+        outb(failures ? 0x11 : 0x10, 0xf4);
+    }
+    reboot(RB_POWER_OFF);  /* if isa-debug-exit is missing */
+    return 0;
+}
