@@ -36,7 +36,8 @@ build)
     ;;
 demo)
     build_all
-    python3 "$TOP/scripts/demo.py" "$@"
+    vmlinux=$(bash "$TOP/scripts/fetch-kernel.sh")
+    python3 "$TOP/scripts/demo.py" --vmlinux "$vmlinux" "$@"
     ;;
 test)
     suites=("$@")

@@ -24,7 +24,7 @@ meson_suite() {
     bad=$(grep -Ec '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' \
           "$json" || true)
     # qtests report their test cases as TAP subtests
-    cases=$(grep -E '^[0-9]+/[0-9]+ .* OK ' "$log" |
+    cases=$(grep -E '^ *[0-9]+/[0-9]+ .* OK ' "$log" |
             sed -nE 's/.* ([0-9]+) subtests passed.*/\1/p;t;s/.*/1/p' |
             awk '{ n += $1 } END { print n + 0 }')
     printf '  %-8s %3d ok, %d failed  (%s test cases; log %s)\n' "$name" \

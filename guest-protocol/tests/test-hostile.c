@@ -399,7 +399,7 @@ static int passed, failed;
 #define EXPECT(cond)                                                      \
     do {                                                                  \
         if (!(cond)) {                                                    \
-            printf("  %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
+            printf("# %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
             ok = 0;                                                       \
         }                                                                 \
     } while (0)
@@ -466,7 +466,7 @@ static void echo_case(const char *name, struct coca_ops *ops,
     EXPECT(ready(&d, ops, lie) == 0);
     err = guarded_echo(&d, ch, len, cap, &canary);
     if (err != want) {
-        printf("  got %d (%s), want %d (%s)\n", err, coca_strerror(err),
+        printf("# got %d (%s), want %d (%s)\n", err, coca_strerror(err),
                want, coca_strerror(want));
     }
     EXPECT(err == want);
@@ -629,6 +629,7 @@ int main(void)
     EXPECT(coca_crc32c(0, "123456789", 9) == 0xe3069283u);
     report("crc32c-check-value", ok);
 
-    printf("%d passed, %d failed\n", passed, failed);
+    printf("1..%d\n", passed + failed);
+    printf("# %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -131,6 +131,12 @@ int main(void)
     printf("coco-attest Linux guest: %s (%d failures)\n",
            failures ? "FAIL" : "PASS", failures);
     fflush(stdout);
+    if (cmdline_value("coca.hold")) {
+        /* the demo inspects the VM through QMP, then quits QEMU */
+        for (;;) {
+            pause();
+        }
+    }
     if (ioperm(0xf4, 1, 1) == 0) {
         outb(failures ? 0x11 : 0x10, 0xf4);
     }

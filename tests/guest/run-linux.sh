@@ -17,11 +17,7 @@ for v in COCA_QEMU COCA_VMLINUX; do
 done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/root"
-cp "$init" "$tmp/root/init"
-cp "$tool" "$tmp/root/coco-attest-guest"
-(cd "$tmp/root" && find . | LC_ALL=C sort |
-    cpio -o -H newc --owner=0:0 --quiet > "$tmp/initramfs.cpio")
+"$(dirname "$0")/mk-initramfs.sh" "$tmp/initramfs.cpio" "$init" "$tool"
 # 1 MiB of guest RAM reserved for the page channel (request page + 64 KiB)
 timeout 120 "$COCA_QEMU" -M q35 -m 256M -nodefaults -display none \
     -no-reboot -serial "file:$tmp/console.log" \
