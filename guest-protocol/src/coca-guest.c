@@ -23,11 +23,28 @@
 /* Little helpers (no C library)                                      */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Copies to and from shared memory: each byte is read or written exactly
+ * once, in 32-bit units where both sides are aligned (4x fewer accesses,
+ * which matters under emulation).
+ */
 static void copy_in(void *dst, const volatile void *src, uint32_t n)
 {
     uint8_t *d = dst;
     const volatile uint8_t *s = src;
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if ((((uintptr_t)d | (uintptr_t)s) & 3) == 0) {
+        for (; n >= 4; n -= 4, d += 4, s += 4) {
+            uint32_t w = *(const volatile uint32_t *)s;
+
+            d[0] = (uint8_t)w;
+            d[1] = (uint8_t)(w >> 8);
+            d[2] = (uint8_t)(w >> 16);
+            d[3] = (uint8_t)(w >> 24);
+        }
+    }
+#endif
     while (n--) {
         *d++ = *s++;
     }
@@ -38,6 +55,16 @@ static void copy_out(volatile void *dst, const void *src, uint32_t n)
     volatile uint8_t *d = dst;
     const uint8_t *s = src;
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if ((((uintptr_t)d | (uintptr_t)s) & 3) == 0) {
+        for (; n >= 4; n -= 4, d += 4, s += 4) {
+            *(volatile uint32_t *)d = (uint32_t)s[0] |
+                                      (uint32_t)s[1] << 8 |
+                                      (uint32_t)s[2] << 16 |
+                                      (uint32_t)s[3] << 24;
+        }
+    }
+#endif
     while (n--) {
         *d++ = *s++;
     }
@@ -375,7 +402,23 @@ int coca_submit(struct coca_dev *d, enum coca_channel ch, uint16_t op,
         }
         copy_out(ops->page, h, COCA_HDR_SIZE);
         barrier(ops);
-        res = reg_cmd(d, COCA_CMD_RING);
+        /*
+         * One VM exit: the device writes PENDING or the final status into
+         * the page before the doorbell write returns, so the result
+         * register is only worth a second exit if it did not.
+         */
+        reg_write(d, COCA_REG_CMD, COCA_CMD_RING);
+        barrier(ops);
+        copy_in(h, (const volatile uint8_t *)ops->page + 16, 4);
+        res = COCA_RES_OK;
+        if (get32(h) == COCA_STATUS_NONE) {
+            res = reg_read(d, COCA_REG_CMD);
+            if (res == COCA_RES_OK) {
+                /* accepted but nothing written: the host is broken */
+                res = COCA_RES_BAD_PAGE;
+            }
+            d->last_result = res;
+        }
     } else {
         uint32_t crc, word;
         const uint8_t *p = req;
@@ -657,7 +700,8 @@ int coca_echo(struct coca_dev *d, enum coca_channel ch, uint32_t flags,
         return err;
     }
     if (n != len + sizeof(struct coca_echo) || get32(o) != flags ||
-        get32(o + 4) != coca_crc32c(0, o + sizeof(struct coca_echo), len) ||
+        get32(o + 4) != ((flags & COCA_ECHO_NO_CRC) ? 0 :
+                         coca_crc32c(0, o + sizeof(struct coca_echo), len)) ||
         !mem_equal(o + sizeof(struct coca_echo), data, len)) {
         dlog(d, "coco-attest: ECHO response does not match the request");
         return COCA_E_PROTO;

@@ -44,6 +44,7 @@ enum lie {
     LIE_REFUSE_PAGE,
     LIE_FWCFG_HUGE_DIR,
     LIE_FWCFG_BAD_SIZE,
+    LIE_SILENT_RING,
 };
 
 #define BASE        COCA_DEFAULT_IOBASE
@@ -292,7 +293,11 @@ static void f_outl(void *ctx, uint16_t port, uint32_t v)
         }
         return;
     case COCA_CMD_RING:
+        if (F.lie == LIE_SILENT_RING) {
+            return;     /* "accepted", but the page is never touched */
+        }
         F.busy = 1;
+        F.mb_calls = 0;
         le32(F.page + 16, COCA_STATUS_PENDING);
         if (F.lie != LIE_PENDING_3 && F.lie != LIE_NEVER) {
             finish(1);
@@ -359,9 +364,9 @@ static void f_outw(void *ctx, uint16_t port, uint16_t v)
 static void f_mb(void *ctx)
 {
     (void)ctx;
+    /* barriers since the doorbell: 1 after the ring, 2 in the poll */
     F.mb_calls++;
-    if (F.lie == LIE_STATUS_FLIP && rd32(F.page + 16) != COCA_STATUS_NONE &&
-        rd32(F.page + 16) != COCA_STATUS_PENDING) {
+    if (F.lie == LIE_STATUS_FLIP && F.mb_calls == 2) {
         /* the host rewrites the status between the read and the copy */
         le32(F.page + 16, COCA_STATUS_INVALID);
     }
@@ -570,6 +575,8 @@ int main(void)
               64, COCA_E_PROTO);
     echo_case("port-no-response", &ops_page, COCA_CH_PORT, LIE_PORT_NOT_READY,
               10, 64, COCA_E_PROTO);
+    echo_case("ring-accepted-but-page-untouched", &ops_page, COCA_CH_PAGE,
+              LIE_SILENT_RING, 10, 64, COCA_E_REFUSED);
     echo_case("never-completes", &ops_page, COCA_CH_PAGE, LIE_NEVER, 10, 64,
               COCA_E_TIMEOUT);
     echo_case("error-status", &ops_page, COCA_CH_PAGE, LIE_STATUS_INVALID,

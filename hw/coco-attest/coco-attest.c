@@ -458,17 +458,20 @@ static void coca_op_negotiate(CocoAttestReq *req)
     coca_complete(req);
 }
 
-/* Runs in the thread pool: touches only the request's private buffers. */
+/*
+ * Runs in the thread pool (or inline): touches only the request's private
+ * buffer.  The response is the request with the CRC filled in.
+ */
 static int coca_echo_work(void *opaque)
 {
     CocoAttestReq *req = opaque;
     struct coca_echo e;
-    uint32_t len = req->in_len - sizeof(e);
+    uint32_t len = req->out_len - sizeof(e);
 
-    memcpy(&e, req->in, sizeof(e));
-    e.crc = cpu_to_le32(coca_crc(req->in + sizeof(e), len));
+    memcpy(&e, req->out, sizeof(e));
+    e.crc = (le32_to_cpu(e.flags) & COCA_ECHO_NO_CRC) ? 0 :
+            cpu_to_le32(coca_crc(req->out + sizeof(e), len));
     memcpy(req->out, &e, sizeof(e));
-    memcpy(req->out + sizeof(e), req->in + sizeof(e), len);
     return 0;
 }
 
@@ -491,10 +494,9 @@ static void coca_op_echo(CocoAttestReq *req)
         coca_fail(req, COCA_STATUS_INVALID);
         return;
     }
-    if (!coca_alloc_out(req, req->in_len)) {
-        coca_fail(req, COCA_STATUS_INTERNAL);
-        return;
-    }
+    /* the request buffer becomes the response: no copy */
+    req->out = g_steal_pointer(&req->in);
+    req->out_len = req->in_len;
     if (e.flags & COCA_ECHO_ASYNC) {
         coca_defer(req, coca_echo_work, s->echo_delay_ms);
         return;

@@ -708,7 +708,21 @@ static void test_page_echo(void)
     g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
     g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_DONE, ==, 0);
 
-    /* an empty ECHO data part works too */
+    /* NO_CRC: same data back, the CRC left at 0 */
+    {
+        g_autofree uint8_t *r2 = echo_payload(COCA_ECHO_NO_CRC, 32, 4);
+        uint8_t back[40];
+        struct coca_echo e;
+
+        m = msg_new(c, COCA_OP_ECHO, sizeof(back));
+        g_assert_cmpuint(page_req(c, &m, r2, sizeof(back)), ==,
+                         COCA_STATUS_OK);
+        page_payload(c, &m, back, sizeof(back));
+        memcpy(&e, back, sizeof(e));
+        g_assert_cmphex(le32_to_cpu(e.flags), ==, COCA_ECHO_NO_CRC);
+        g_assert_cmphex(le32_to_cpu(e.crc), ==, 0);
+        g_assert(memcmp(back + 8, r2 + 8, 32) == 0);
+    }
     echo_ok(c);
     coca_stop(c);
 }

@@ -197,7 +197,8 @@ COCA_ABI_ASSERT(sizeof(struct coca_negotiate_resp) == 40);
 
 /* COCA_OP_ECHO (needs COCA_FEAT_DIAG): payload = this header + data */
 #define COCA_ECHO_ASYNC         (1u << 0)   /* complete off the vCPU */
-#define COCA_ECHO_FLAGS         (COCA_ECHO_ASYNC)
+#define COCA_ECHO_NO_CRC        (1u << 1)   /* skip the CRC (benchmarks) */
+#define COCA_ECHO_FLAGS         (COCA_ECHO_ASYNC | COCA_ECHO_NO_CRC)
 
 struct coca_echo {
     uint32_t flags;         /* request: COCA_ECHO_*; response: same */
