@@ -54,6 +54,10 @@ suite_guest() {
         meson_suite guest "$TOP/build/project" --suite guest
 }
 
+suite_ca() {
+    meson_suite ca "$TOP/build/project" --suite ca
+}
+
 suite_qtest() {
     meson_suite qtest "$QBUILD" \
         qtest-x86_64/coco-attest-test \

@@ -13,7 +13,7 @@ PKGS=(
     ca-certificates perl
     python3 python3-venv ninja-build pkgconf flex bison
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev
-    libgnutls28-dev libcurl4-gnutls-dev
+    libgnutls28-dev libcurl4-gnutls-dev libssl-dev openssl gnutls-bin
     seabios qemu-system-data ipxe-qemu
 )
 BPO_PKGS=(meson python3-pycotap)

@@ -1,0 +1,274 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * coco-attest-provision: manage the host CA and per-instance identity
+ * directories for -object coco-attest-ca.
+ */
+
+#define _GNU_SOURCE
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "provision.h"
+
+static const char usage_text[] =
+"usage: coco-attest-provision COMMAND [OPTIONS]\n"
+"\n"
+"commands:\n"
+"  init-ca    create a host CA (ca.key, ca.crt) in --ca-dir\n"
+"  provision  create or refresh an instance directory for given claims\n"
+"  verify     check an instance directory against the host CA\n"
+"  purge      remove an instance directory's transient parts (--keep-ek)\n"
+"             or all of it\n"
+"\n"
+"Run 'coco-attest-provision COMMAND --help' for the options.\n";
+
+static int fail(GError *err)
+{
+    fprintf(stderr, "coco-attest-provision: %s\n", err->message);
+    g_error_free(err);
+    return 1;
+}
+
+static gboolean parse(GOptionEntry *entries, const char *cmd, int *argc,
+                      char ***argv, GError **errp)
+{
+    g_autofree char *title = g_strdup_printf("%s - coco-attest-provision",
+                                             cmd);
+    g_autoptr(GOptionContext) ctx = g_option_context_new(title);
+
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    if (!g_option_context_parse(ctx, argc, argv, errp)) {
+        return FALSE;
+    }
+    if (*argc > 1) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                    "unexpected argument '%s'", (*argv)[1]);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static int cmd_init_ca(int argc, char **argv)
+{
+    g_autofree char *ca_dir = NULL, *cn = NULL;
+    int days = 3650;
+    GOptionEntry entries[] = {
+        { "ca-dir", 0, 0, G_OPTION_ARG_FILENAME, &ca_dir,
+          "directory for ca.key and ca.crt (required)", "DIR" },
+        { "cn", 0, 0, G_OPTION_ARG_STRING, &cn,
+          "common name (default: coco-attest host CA)", "NAME" },
+        { "days", 0, 0, G_OPTION_ARG_INT, &days,
+          "validity in days (default 3650)", "N" },
+        { NULL },
+    };
+    GError *err = NULL;
+
+    if (!parse(entries, "init-ca", &argc, &argv, &err)) {
+        return fail(err);
+    }
+    if (!ca_dir || days < 1 || days > 36500) {
+        fprintf(stderr, "coco-attest-provision: init-ca needs --ca-dir and "
+                "1 <= --days <= 36500\n");
+        return 2;
+    }
+    if (!coca_ca_init(ca_dir, cn ? cn : "coco-attest host CA", days, &err)) {
+        return fail(err);
+    }
+    printf("created %s/ca.key and %s/ca.crt\n", ca_dir, ca_dir);
+    return 0;
+}
+
+static int cmd_provision(int argc, char **argv)
+{
+    g_autofree char *ca_dir = NULL, *ca_cert = NULL, *ca_key = NULL;
+    g_autofree char *dir = NULL, *group = NULL, *ek_pub = NULL;
+    g_autofree char *ek_nv = NULL, *project_number = NULL;
+    g_auto(CocaClaims) c = { 0 };
+    gboolean gce = FALSE, rekey = FALSE;
+    int hours = 24;
+    GOptionEntry entries[] = {
+        { "ca-dir", 0, 0, G_OPTION_ARG_FILENAME, &ca_dir,
+          "host CA directory (ca.crt, ca.key)", "DIR" },
+        { "ca-cert", 0, 0, G_OPTION_ARG_FILENAME, &ca_cert,
+          "host CA certificate (instead of --ca-dir)", "FILE" },
+        { "ca-key", 0, 0, G_OPTION_ARG_STRING, &ca_key,
+          "host CA key: a PEM file or an OpenSSL store URI such as "
+          "pkcs11:... (instead of --ca-dir)", "URI" },
+        { "instance-dir", 0, 0, G_OPTION_ARG_FILENAME, &dir,
+          "the instance directory (required)", "DIR" },
+        { "project-id", 0, 0, G_OPTION_ARG_STRING, &c.project_id,
+          "project identifier (required)", "ID" },
+        { "project-number", 0, 0, G_OPTION_ARG_STRING, &project_number,
+          "project number (required)", "N" },
+        { "zone", 0, 0, G_OPTION_ARG_STRING, &c.zone, "zone (required)",
+          "ZONE" },
+        { "instance-name", 0, 0, G_OPTION_ARG_STRING, &c.instance_name,
+          "instance name (required)", "NAME" },
+        { "instance-id", 0, 0, G_OPTION_ARG_STRING, &c.instance_id,
+          "instance id, e.g. the domain UUID (required)", "ID" },
+        { "oid", 0, 0, G_OPTION_ARG_STRING, &c.oid,
+          "identity extension OID (default " COCA_OID_IDENTITY ")", "OID" },
+        { "ek-rekey", 0, 0, G_OPTION_ARG_NONE, &rekey,
+          "allow the guest to certify a different EK later", NULL },
+        { "validity-hours", 0, 0, G_OPTION_ARG_INT, &hours,
+          "lifetime of the issuing certificate (default 24)", "H" },
+        { "group", 0, 0, G_OPTION_ARG_STRING, &group,
+          "make the directory root:GROUP 0750, files 0640 (QEMU's group)",
+          "GROUP" },
+        { "ek-pub", 0, 0, G_OPTION_ARG_FILENAME, &ek_pub,
+          "issue the EK certificate for this public key (SPKI, DER or "
+          "PEM) now", "FILE" },
+        { "ek-nv", 0, 0, G_OPTION_ARG_STRING, &ek_nv,
+          "TCG NV index of that EK certificate (default 0x01c0000a, "
+          "ECC P-256; 0x01c00002 RSA-2048; 0x01c00016 P-384)", "INDEX" },
+        { NULL },
+    };
+    CocaCa ca = { 0 };
+    g_autofree char *cert_path = NULL, *key_path = NULL;
+    gid_t gid = (gid_t)-1;
+    uint32_t nv = 0x01c0000a;
+    GError *err = NULL;
+    char *end;
+
+    (void)gce;
+    if (!parse(entries, "provision", &argc, &argv, &err)) {
+        return fail(err);
+    }
+    if (!dir || !project_number) {
+        fprintf(stderr, "coco-attest-provision: provision needs "
+                "--instance-dir and the claims (see --help)\n");
+        return 2;
+    }
+    c.project_number = g_ascii_strtoull(project_number, &end, 10);
+    if (!g_ascii_isdigit(*project_number) || *end) {
+        fprintf(stderr, "coco-attest-provision: --project-number must be "
+                "a decimal number\n");
+        return 2;
+    }
+    if (hours < 1) {
+        fprintf(stderr, "coco-attest-provision: bad --validity-hours\n");
+        return 2;
+    }
+    c.validity_hours = hours;
+    c.ek_rekey = rekey;
+    if (ek_nv) {
+        nv = strtoul(ek_nv, &end, 0);
+        if (*end || (nv != 0x01c00002 && nv != 0x01c0000a &&
+                     nv != 0x01c00016)) {
+            fprintf(stderr, "coco-attest-provision: --ek-nv must be "
+                    "0x01c00002, 0x01c0000a or 0x01c00016\n");
+            return 2;
+        }
+    }
+    if (ca_dir) {
+        cert_path = g_build_filename(ca_dir, "ca.crt", NULL);
+        key_path = g_build_filename(ca_dir, "ca.key", NULL);
+    }
+    ca.cert_path = ca_cert ? ca_cert : cert_path;
+    ca.key_uri = ca_key ? ca_key : key_path;
+    if (!ca.cert_path || !ca.key_uri) {
+        fprintf(stderr, "coco-attest-provision: give --ca-dir, or "
+                "--ca-cert and --ca-key\n");
+        return 2;
+    }
+    if (group) {
+        struct group *gr = getgrnam(group);
+
+        if (!gr) {
+            fprintf(stderr, "coco-attest-provision: no group '%s'\n", group);
+            return 2;
+        }
+        gid = gr->gr_gid;
+    }
+    if (!coca_provision(&ca, dir, &c, gid, ek_pub, nv, &err)) {
+        return fail(err);
+    }
+    printf("provisioned %s\n", dir);
+    return 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    g_autofree char *dir = NULL, *ca_cert = NULL;
+    GOptionEntry entries[] = {
+        { "instance-dir", 0, 0, G_OPTION_ARG_FILENAME, &dir,
+          "the instance directory (required)", "DIR" },
+        { "ca-cert", 0, 0, G_OPTION_ARG_FILENAME, &ca_cert,
+          "trust anchor (default: the directory's root.crt)", "FILE" },
+        { NULL },
+    };
+    GError *err = NULL;
+
+    if (!parse(entries, "verify", &argc, &argv, &err)) {
+        return fail(err);
+    }
+    if (!dir) {
+        fprintf(stderr, "coco-attest-provision: verify needs "
+                "--instance-dir\n");
+        return 2;
+    }
+    if (!coca_verify(dir, ca_cert, &err)) {
+        return fail(err);
+    }
+    printf("%s: OK\n", dir);
+    return 0;
+}
+
+static int cmd_purge(int argc, char **argv)
+{
+    g_autofree char *dir = NULL;
+    gboolean keep_ek = FALSE;
+    GOptionEntry entries[] = {
+        { "instance-dir", 0, 0, G_OPTION_ARG_FILENAME, &dir,
+          "the instance directory (required)", "DIR" },
+        { "keep-ek", 0, 0, G_OPTION_ARG_NONE, &keep_ek,
+          "keep the persistent EK state (what a VM stop does)", NULL },
+        { NULL },
+    };
+    GError *err = NULL;
+
+    if (!parse(entries, "purge", &argc, &argv, &err)) {
+        return fail(err);
+    }
+    if (!dir) {
+        fprintf(stderr, "coco-attest-provision: purge needs "
+                "--instance-dir\n");
+        return 2;
+    }
+    if (!coca_purge(dir, keep_ek, &err)) {
+        return fail(err);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        { "init-ca", cmd_init_ca },
+        { "provision", cmd_provision },
+        { "verify", cmd_verify },
+        { "purge", cmd_purge },
+    };
+    size_t i;
+
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (i = 0; i < G_N_ELEMENTS(cmds); i++) {
+        if (!strcmp(argv[1], cmds[i].name)) {
+            return cmds[i].fn(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "coco-attest-provision: unknown command '%s'\n%s",
+            argv[1], usage_text);
+    return 2;
+}
