@@ -54,11 +54,35 @@ suite_guest() {
         meson_suite guest "$TOP/build/project" --suite guest
 }
 
+# A host CA and an instance directory (with a pre-provisioned P-256 EK
+# certificate) for the qtests that exercise -object coco-attest-ca.
+test_instance() {
+    local d=$TOP/build/test-ca P=$TOP/build/project/libvirt-hooks/coco-attest-provision
+    if [ -z "${COCA_CA_DIR:-}" ]; then
+        rm -rf "$d"
+        mkdir -p "$d"
+        "$P" init-ca --ca-dir "$d/ca" > /dev/null &&
+        openssl ecparam -name prime256v1 -genkey -noout -out "$d/ek.key" &&
+        openssl pkey -in "$d/ek.key" -pubout -outform DER -out "$d/ek.der" &&
+        "$P" provision --ca-dir "$d/ca" --instance-dir "$d/instance" \
+            --project-id demo-project --project-number 123456789 \
+            --zone europe-west4-a --instance-name vm1 \
+            --instance-id 6d1f0a52-8b1c-4a77-9d0e-3f0b6e8c2a11 \
+            --ek-pub "$d/ek.der" > /dev/null ||
+            die "could not provision the test instance"
+        export COCA_CA_DIR=$d/instance
+    fi
+}
+
 suite_ca() {
+    test_instance
     meson_suite ca "$TOP/build/project" --suite ca
+    meson_suite ca-qtest "$QBUILD" qtest-x86_64/coco-attest-test \
+        --test-args '-p /x86_64/coco-attest/ca'
 }
 
 suite_qtest() {
+    test_instance
     meson_suite qtest "$QBUILD" \
         qtest-x86_64/coco-attest-test \
         qtest-x86_64/qmp-cmd-test \

@@ -8,9 +8,11 @@
 #include <stddef.h>
 #include "coco-attest/abi.h"
 
-#define OFF(type, field, want) \
-    COCA_ABI_ASSERT(offsetof(type, field) == (want));
-#define SIZE(type, want) COCA_ABI_ASSERT(sizeof(type) == (want));
+/* own prefix: abi-offsets.h line numbers may repeat abi.h's */
+#define OFF_ASSERT(cond) \
+    typedef char COCA_ABI_GLUE(coca_off_assert_, __LINE__)[(cond) ? 1 : -1]
+#define OFF(type, field, want) OFF_ASSERT(offsetof(type, field) == (want));
+#define SIZE(type, want) OFF_ASSERT(sizeof(type) == (want));
 #include "abi-offsets.h"
 
 uint32_t coca_abi_freestanding_probe(void);

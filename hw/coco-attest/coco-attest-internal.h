@@ -10,6 +10,7 @@
 #include "hw/isa/isa.h"
 #include "hw/coco-attest/abi.h"
 #include "qom/object.h"
+#include "system/coco-attest-ca.h"
 
 #define TYPE_COCO_ATTEST "coco-attest"
 OBJECT_DECLARE_SIMPLE_TYPE(CocoAttestState, COCO_ATTEST)
@@ -34,6 +35,7 @@ struct CocoAttestState {
     uint64_t features;
     uint32_t max_object;
     uint32_t echo_delay_ms;
+    CocoAttestCa *ca;
 
     /* register state */
     uint64_t page_staged;       /* PAGE_HI:PAGE_LO as written */
@@ -42,6 +44,10 @@ struct CocoAttestState {
     uint32_t result;            /* COCA_RES_* of the last CMD write */
     bool done;
     bool irq_enabled;
+
+    /* the current host nonce (single use) */
+    uint8_t nonce[COCA_NONCE_SIZE];
+    bool nonce_valid;
 
     /* negotiation */
     bool negotiated;

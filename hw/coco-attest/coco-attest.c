@@ -25,6 +25,7 @@
 #include "qemu/bitops.h"
 #include "qemu/bswap.h"
 #include "qemu/crc32c.h"
+#include "qemu/guest-random.h"
 #include "qemu/host-utils.h"
 #include "qemu/log.h"
 #include "qemu/module.h"
@@ -62,6 +63,9 @@ struct CocoAttestReq {
     uint32_t status;
     QEMUTimer *timer;           /* delayed start of deferred work */
     ThreadPoolFunc *work;       /* runs without the BQL, on in/out only */
+    CocoAttestCa *ca;           /* for backend work (referenced) */
+    uint32_t arg;               /* command argument parsed on the vCPU */
+    char *why;                  /* a failure to log on completion */
 };
 
 static const char *coca_chan_name(CocoAttestChan chan)
@@ -82,6 +86,9 @@ uint64_t coco_attest_offered(CocoAttestState *s)
 
     if (!s->isairq) {
         offered &= ~COCA_FEAT_IRQ;
+    }
+    if (!s->ca) {
+        offered &= ~COCA_FEAT_IDENTITY;
     }
     return offered;
 }
@@ -207,6 +214,10 @@ static void coca_req_free(CocoAttestReq *req)
     }
     g_free(req->in);
     g_free(req->out);
+    g_free(req->why);
+    if (req->ca) {
+        object_unref(OBJECT(req->ca));
+    }
     object_unref(OBJECT(req->s));
     g_free(req);
 }
@@ -311,6 +322,10 @@ static void coca_complete(CocoAttestReq *req)
         return;
     }
     assert(s->inflight == req);
+    if (req->why) {
+        qemu_log_mask(LOG_GUEST_ERROR, "coco-attest: command 0x%x: %s\n",
+                      req->hdr.command, req->why);
+    }
 
     if (req->chan == COCA_CHAN_PAGE) {
         coca_finish_page(req);
@@ -505,10 +520,188 @@ static void coca_op_echo(CocoAttestReq *req)
     coca_complete(req);
 }
 
+/* ------------------------------------------------------------------ */
+/* Identity commands (COCA_FEAT_IDENTITY, a coco-attest-ca backend)    */
+/* ------------------------------------------------------------------ */
+
+static void coca_put_tlv(GByteArray *out, uint16_t tag, const void *val,
+                         size_t len)
+{
+    struct coca_tlv t = {
+        .tag = cpu_to_le16(tag),
+        .len = cpu_to_le16(len),
+    };
+
+    g_byte_array_append(out, (const uint8_t *)&t, sizeof(t));
+    g_byte_array_append(out, val, len);
+}
+
+static void coca_put_tlv_str(GByteArray *out, uint16_t tag, const char *s)
+{
+    coca_put_tlv(out, tag, s, MIN(strlen(s), UINT16_MAX));
+}
+
+static void coca_set_out(CocoAttestReq *req, GByteArray *out)
+{
+    req->out_len = out->len;
+    req->out = g_byte_array_free(out, false);
+}
+
+static void coca_op_get_identity(CocoAttestReq *req)
+{
+    const CocoAttestClaims *c = coco_attest_ca_claims(req->s->ca);
+    GByteArray *out = g_byte_array_new();
+    uint64_t num = cpu_to_le64(c->project_number);
+
+    coca_put_tlv_str(out, COCA_ID_PROJECT_ID, c->project_id);
+    coca_put_tlv(out, COCA_ID_PROJECT_NUMBER, &num, sizeof(num));
+    coca_put_tlv_str(out, COCA_ID_ZONE, c->zone);
+    coca_put_tlv_str(out, COCA_ID_INSTANCE_NAME, c->instance_name);
+    coca_put_tlv_str(out, COCA_ID_INSTANCE_ID, c->instance_id);
+    coca_put_tlv_str(out, COCA_ID_OID, c->oid);
+    coca_set_out(req, out);
+    coca_complete(req);
+}
+
+static void coca_op_get_nonce(CocoAttestReq *req)
+{
+    CocoAttestState *s = req->s;
+
+    qemu_guest_getrandom_nofail(s->nonce, sizeof(s->nonce));
+    s->nonce_valid = true;
+    req->out = g_memdup2(s->nonce, sizeof(s->nonce));
+    req->out_len = sizeof(s->nonce);
+    coca_complete(req);
+}
+
+/* Worker side: turn a backend result into a status and a response. */
+static void coca_ca_result(CocoAttestReq *req, CocoAttestCaResult r,
+                           GPtrArray *certs)
+{
+    static const uint32_t status[] = {
+        [COCO_ATTEST_CA_OK] = COCA_STATUS_OK,
+        [COCO_ATTEST_CA_MALFORMED] = COCA_STATUS_INVALID,
+        [COCO_ATTEST_CA_BAD_SIGNATURE] = COCA_STATUS_BAD_SIGNATURE,
+        [COCO_ATTEST_CA_UNSUPPORTED_KEY] = COCA_STATUS_UNSUPPORTED_KEY,
+        [COCO_ATTEST_CA_NOT_PROVISIONED] = COCA_STATUS_NOT_PROVISIONED,
+        [COCO_ATTEST_CA_EXPIRED] = COCA_STATUS_EXPIRED,
+        [COCO_ATTEST_CA_FAILED] = COCA_STATUS_INTERNAL,
+    };
+    struct coca_cert_list hdr = { 0 };
+    GByteArray *out;
+    guint i;
+
+    req->status = status[r];
+    if (r != COCO_ATTEST_CA_OK) {
+        return;
+    }
+    out = g_byte_array_new();
+    hdr.count = cpu_to_le32(certs->len);
+    g_byte_array_append(out, (const uint8_t *)&hdr, sizeof(hdr));
+    for (i = 0; i < certs->len; i++) {
+        GBytes *der = g_ptr_array_index(certs, i);
+        uint32_t len = cpu_to_le32(g_bytes_get_size(der));
+
+        g_byte_array_append(out, (const uint8_t *)&len, sizeof(len));
+        g_byte_array_append(out, g_bytes_get_data(der, NULL),
+                            g_bytes_get_size(der));
+    }
+    g_ptr_array_unref(certs);
+    coca_set_out(req, out);
+}
+
+/* Runs in the thread pool: reads a file from the instance directory. */
+static int coca_ek_cert_work(void *opaque)
+{
+    CocoAttestReq *req = opaque;
+    GPtrArray *certs = NULL;
+    CocoAttestCaResult r = coco_attest_ca_ek_cert(req->ca, req->arg, &certs);
+
+    coca_ca_result(req, r, certs);
+    return 0;
+}
+
+static void coca_op_get_ek_cert(CocoAttestReq *req)
+{
+    struct coca_ek_cert_req r;
+
+    if (req->in_len < sizeof(r)) {
+        COCA_LOG("GET_EK_CERT payload too short (%u bytes)", req->in_len);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    memcpy(&r, req->in, sizeof(r));
+    req->arg = le32_to_cpu(r.nv_index);
+    if (r.reserved || (req->arg != COCA_NV_EK_RSA2048 &&
+                       req->arg != COCA_NV_EK_ECC_P256 &&
+                       req->arg != COCA_NV_EK_ECC_P384)) {
+        COCA_LOG("GET_EK_CERT: unknown NV index 0x%x or reserved bits",
+                 req->arg);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    req->ca = COCO_ATTEST_CA(object_ref(OBJECT(req->s->ca)));
+    coca_defer(req, coca_ek_cert_work, 0);
+}
+
+/* Runs in the thread pool: verifies the proof and signs. */
+static int coca_certify_ak_work(void *opaque)
+{
+    CocoAttestReq *req = opaque;
+    size_t off = sizeof(struct coca_certify_ak_req);
+    GPtrArray *certs = NULL;
+    CocoAttestCaResult r;
+
+    r = coco_attest_ca_certify_csr(req->ca, req->in + off, req->in_len - off,
+                                   &certs, &req->why);
+    coca_ca_result(req, r, certs);
+    return 0;
+}
+
+static void coca_op_certify_ak(CocoAttestReq *req)
+{
+    struct coca_certify_ak_req r;
+
+    if (req->in_len <= sizeof(r)) {
+        COCA_LOG("CERTIFY_AK payload too short (%u bytes)", req->in_len);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    memcpy(&r, req->in, sizeof(r));
+    if (r.reserved || le32_to_cpu(r.format) != COCA_AK_FORMAT_CSR) {
+        COCA_LOG("CERTIFY_AK: unknown format %u or reserved bits",
+                 le32_to_cpu(r.format));
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    if (!coco_attest_ca_take_token(req->s->ca)) {
+        COCA_LOG("CERTIFY_AK: signing rate limit reached");
+        coca_fail(req, COCA_STATUS_RATE_LIMITED);
+        return;
+    }
+    req->ca = COCO_ATTEST_CA(object_ref(OBJECT(req->s->ca)));
+    coca_defer(req, coca_certify_ak_work, 0);
+}
+
+/* Which feature each command needs (0: none beyond negotiation) */
+static const struct {
+    uint16_t op;
+    uint64_t feature;
+    void (*fn)(CocoAttestReq *req);
+} coca_ops[] = {
+    { COCA_OP_NEGOTIATE, 0, coca_op_negotiate },
+    { COCA_OP_ECHO, COCA_FEAT_DIAG, coca_op_echo },
+    { COCA_OP_GET_IDENTITY, COCA_FEAT_IDENTITY, coca_op_get_identity },
+    { COCA_OP_GET_NONCE, COCA_FEAT_IDENTITY, coca_op_get_nonce },
+    { COCA_OP_GET_EK_CERT, COCA_FEAT_IDENTITY, coca_op_get_ek_cert },
+    { COCA_OP_CERTIFY_AK, COCA_FEAT_IDENTITY, coca_op_certify_ak },
+};
+
 static void coca_dispatch(CocoAttestReq *req)
 {
     CocoAttestState *s = req->s;
     uint16_t cmd = req->hdr.command;
+    size_t i;
 
     s->inflight = req;
     s->last_chan = req->chan;
@@ -521,7 +714,10 @@ static void coca_dispatch(CocoAttestReq *req)
         coca_fail(req, req->status);
         return;
     }
-    if (cmd != COCA_OP_NEGOTIATE && cmd != COCA_OP_ECHO) {
+    for (i = 0; i < ARRAY_SIZE(coca_ops) && coca_ops[i].op != cmd; i++) {
+        /* find the command */
+    }
+    if (i == ARRAY_SIZE(coca_ops)) {
         COCA_LOG("unknown command 0x%x", cmd);
         coca_fail(req, COCA_STATUS_UNSUPPORTED);
         return;
@@ -531,19 +727,14 @@ static void coca_dispatch(CocoAttestReq *req)
         coca_fail(req, COCA_STATUS_NOT_NEGOTIATED);
         return;
     }
-    switch (cmd) {
-    case COCA_OP_NEGOTIATE:
-        coca_op_negotiate(req);
-        break;
-    case COCA_OP_ECHO:
-        if (!(s->negotiated_features & COCA_FEAT_DIAG)) {
-            COCA_LOG("ECHO without the DIAG feature");
-            coca_fail(req, COCA_STATUS_FEATURE);
-            break;
-        }
-        coca_op_echo(req);
-        break;
+    if (coca_ops[i].feature &&
+        !(s->negotiated_features & coca_ops[i].feature)) {
+        COCA_LOG("command 0x%x needs feature 0x%" PRIx64, cmd,
+                 coca_ops[i].feature);
+        coca_fail(req, COCA_STATUS_FEATURE);
+        return;
     }
+    coca_ops[i].fn(req);
 }
 
 /*
@@ -944,6 +1135,8 @@ static void coca_reset_enter(Object *obj, ResetType type)
     s->port_pos = 0;
     s->port_crc = 0;
     s->last_chan = COCA_CHAN_NONE;
+    s->nonce_valid = false;
+    memset(s->nonce, 0, sizeof(s->nonce));
     if (s->port_buf) {
         memset(s->port_buf, 0, s->port_cap);
     }
@@ -1077,6 +1270,8 @@ static const Property coca_properties[] = {
                        COCA_MAX_OBJECT_MIN),
     DEFINE_PROP_UINT32("x-echo-delay-ms", CocoAttestState, echo_delay_ms,
                        0),
+    DEFINE_PROP_LINK("ca", CocoAttestState, ca, TYPE_COCO_ATTEST_CA,
+                     CocoAttestCa *),
 };
 
 static void coca_class_init(ObjectClass *klass, void *data)
@@ -1096,9 +1291,12 @@ static void coca_class_init(ObjectClass *klass, void *data)
         "ISA interrupt raised on completion, 0 for none (polling)");
     object_class_property_set_description(klass, "features",
         "feature bits offered to the guest (default: all this QEMU has): "
-        "bit 0 external buffers, 1 interrupt, 2 diagnostics");
+        "bit 0 external buffers, 1 interrupt, 2 diagnostics, "
+        "3 identity");
     object_class_property_set_description(klass, "max-object",
         "largest payload in bytes, a multiple of 4096 from 64 KiB to 1 MiB");
+    object_class_property_set_description(klass, "ca",
+        "coco-attest-ca object: enables the identity commands");
     object_class_property_set_description(klass, "x-echo-delay-ms",
         "test only: delay asynchronous ECHO completions (virtual time)");
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);

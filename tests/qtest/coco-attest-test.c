@@ -42,18 +42,26 @@ typedef struct Msg {
     uint16_t version;
 } Msg;
 
-static Coca *coca_start(const char *machine, const char *props)
+/* objects: extra arguments before -device (e.g. a coco-attest-ca) */
+static Coca *coca_start_with(const char *machine, const char *objects,
+                             const char *props)
 {
     Coca *c = g_new0(Coca, 1);
 
-    c->qts = qtest_initf("-M %s -m 128M -nodefaults "
+    c->qts = qtest_initf("-M %s -m 128M -nodefaults %s "
                          "-device coco-attest,id=coca0%s",
-                         machine, props ? props : "");
+                         machine, objects ? objects : "",
+                         props ? props : "");
     c->base = COCA_DEFAULT_IOBASE;
     pc_alloc_init(&c->alloc, c->qts, ALLOC_NO_FLAGS);
     c->page = guest_alloc(&c->alloc, COCA_PAGE_SIZE);
     g_assert_cmphex(c->page & (COCA_PAGE_SIZE - 1), ==, 0);
     return c;
+}
+
+static Coca *coca_start(const char *machine, const char *props)
+{
+    return coca_start_with(machine, NULL, props);
 }
 
 static void coca_stop(Coca *c)
@@ -860,7 +868,8 @@ static void test_async_irq(void)
     qtest_irq_intercept_in(c->qts, "ioapic");
     g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
     r = negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
-    g_assert_cmphex(r.negotiated, ==, COCA_FEAT_ALL);
+    /* everything but IDENTITY, which needs a coco-attest-ca backend */
+    g_assert_cmphex(r.negotiated, ==, COCA_FEAT_ALL & ~COCA_FEAT_IDENTITY);
     g_assert_cmpuint(cmd(c, COCA_CMD_IRQ_ENABLE), ==, COCA_RES_OK);
     /* the NEGOTIATE completion is still DONE: acknowledge it */
     g_assert_true(qtest_get_irq(c->qts, 5));
@@ -1336,6 +1345,608 @@ static void test_access_size(void)
     coca_stop(c);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Identity: -object coco-attest-ca with an instance directory that    */
+/* coco-attest-provision wrote; the test suite passes it in            */
+/* $COCA_CA_DIR (the tests skip without it).                           */
+/* ------------------------------------------------------------------ */
+
+#ifdef CONFIG_GNUTLS
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+static const char *ca_dir(void)
+{
+    const char *dir = g_getenv("COCA_CA_DIR");
+
+    if (!dir) {
+        g_test_skip("COCA_CA_DIR (a provisioned instance directory) unset");
+    }
+    return dir;
+}
+
+/* A machine with the CA backend, page registered, all negotiated. */
+static Coca *ca_ready(const char *dir, const char *ca_props)
+{
+    g_autofree char *obj = g_strdup_printf(
+        "-object coco-attest-ca,id=ca0,dir=%s%s", dir,
+        ca_props ? ca_props : "");
+    Coca *c = coca_start_with("q35", obj, ",ca=ca0");
+    struct coca_negotiate_resp r;
+
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    r = negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    g_assert_cmphex(r.negotiated & COCA_FEAT_IDENTITY, ==,
+                    COCA_FEAT_IDENTITY);
+    return c;
+}
+
+/* One request over the page channel, waiting for asynchronous ones. */
+static uint32_t ca_call(Coca *c, uint16_t op, const void *req, size_t len,
+                        uint8_t **resp, uint32_t *resp_len)
+{
+    Msg m = msg_new(c, op, len);
+    uint64_t buf = 0;
+
+    if (len > COCA_INLINE_MAX) {
+        buf = guest_alloc(&c->alloc, COCA_MAX_OBJECT_MIN);
+        m.flags = COCA_FLAG_EXT_BUF;
+        m.buf_gpa = buf;
+        m.buf_len = COCA_MAX_OBJECT_MIN;
+    }
+    g_assert_cmpuint(page_ring(c, &m, req, len), ==, COCA_RES_OK);
+    if (m.status == COCA_STATUS_PENDING) {
+        m = page_wait(c);
+    }
+    *resp_len = m.resp_len;
+    *resp = g_malloc0(m.resp_len + 1);
+    if (m.status == COCA_STATUS_OK && m.resp_len) {
+        page_payload(c, &m, *resp, m.resp_len);
+    }
+    if (buf) {
+        guest_free(&c->alloc, buf);
+    }
+    return m.status;
+}
+
+/* Split a certificate list, checking every length against the total. */
+static GPtrArray *cert_list(const uint8_t *p, uint32_t len)
+{
+    GPtrArray *certs = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)g_bytes_unref);
+    uint32_t count, off = sizeof(struct coca_cert_list), i, n;
+
+    g_assert_cmpuint(len, >=, off);
+    count = ldl_le_p(p);
+    g_assert_cmpuint(ldl_le_p(p + 4), ==, 0);
+    g_assert_cmpuint(count, >=, 1);
+    g_assert_cmpuint(count, <=, COCA_CERT_LIST_MAX);
+    for (i = 0; i < count; i++) {
+        g_assert_cmpuint(off + 4, <=, len);
+        n = ldl_le_p(p + off);
+        off += 4;
+        g_assert_cmpuint(n, <=, len - off);
+        g_ptr_array_add(certs, g_bytes_new(p + off, n));
+        off += n;
+    }
+    g_assert_cmpuint(off, ==, len);
+    return certs;
+}
+
+static void write_pem(const char *path, GBytes *der)
+{
+    gnutls_datum_t d = {
+        .data = (unsigned char *)g_bytes_get_data(der, NULL),
+        .size = g_bytes_get_size(der),
+    };
+    gnutls_datum_t pem;
+
+    g_assert_cmpint(gnutls_pem_base64_encode2("CERTIFICATE", &d, &pem), ==,
+                    0);
+    g_assert_true(g_file_set_contents(path, (char *)pem.data, pem.size,
+                                      NULL));
+    gnutls_free(pem.data);
+}
+
+/* Verify a certificate list with openssl and certtool. */
+static void verify_chain(const char *dir, GPtrArray *certs)
+{
+    g_autofree char *tmp = g_dir_make_tmp("coca-XXXXXX", NULL);
+    g_autofree char *leaf = g_build_filename(tmp, "leaf.pem", NULL);
+    g_autofree char *mid = g_build_filename(tmp, "issuer.pem", NULL);
+    g_autofree char *both = g_build_filename(tmp, "chain.pem", NULL);
+    g_autofree char *root = g_build_filename(dir, "root.crt", NULL);
+    g_autofree char *a = NULL, *b = NULL, *out = NULL, *err = NULL;
+    g_autofree char *cmd1 = NULL, *cmd2 = NULL;
+    int status;
+
+    g_assert_cmpuint(certs->len, ==, 3);
+    write_pem(leaf, g_ptr_array_index(certs, 0));
+    write_pem(mid, g_ptr_array_index(certs, 1));
+    g_assert_true(g_file_get_contents(leaf, &a, NULL, NULL));
+    g_assert_true(g_file_get_contents(mid, &b, NULL, NULL));
+    g_autofree char *ab = g_strconcat(a, b, NULL);
+    g_assert_true(g_file_set_contents(both, ab, -1, NULL));
+
+    cmd1 = g_strdup_printf("openssl verify -CAfile %s -untrusted %s %s",
+                           root, mid, leaf);
+    g_assert_true(g_spawn_command_line_sync(cmd1, &out, &err, &status,
+                                            NULL));
+    if (!g_spawn_check_exit_status(status, NULL)) {
+        g_test_message("%s: %s%s", cmd1, out, err);
+    }
+    g_assert_true(g_spawn_check_exit_status(status, NULL));
+    g_free(out);
+    g_free(err);
+    cmd2 = g_strdup_printf("certtool --verify --load-ca-certificate %s "
+                           "--infile %s", root, both);
+    g_assert_true(g_spawn_command_line_sync(cmd2, &out, &err, &status,
+                                            NULL));
+    g_assert_true(g_spawn_check_exit_status(status, NULL));
+    g_assert_nonnull(strstr(out, "Chain verification output: Verified"));
+    unlink(leaf);
+    unlink(mid);
+    unlink(both);
+    rmdir(tmp);
+}
+
+static gnutls_x509_privkey_t new_key(gnutls_pk_algorithm_t algo,
+                                     unsigned int bits)
+{
+    gnutls_x509_privkey_t key;
+
+    g_assert_cmpint(gnutls_x509_privkey_init(&key), ==, 0);
+    g_assert_cmpint(gnutls_x509_privkey_generate(key, algo, bits, 0), ==, 0);
+    return key;
+}
+
+/* A CSR asking for everything a guest must not get. */
+static GBytes *greedy_csr(gnutls_x509_privkey_t key)
+{
+    gnutls_x509_crq_t crq;
+    gnutls_datum_t der;
+    GBytes *out;
+
+    g_assert_cmpint(gnutls_x509_crq_init(&crq), ==, 0);
+    g_assert_cmpint(gnutls_x509_crq_set_dn(crq, "CN=other-instance,"
+                                           "O=other-project", NULL), ==, 0);
+    g_assert_cmpint(gnutls_x509_crq_set_key(crq, key), ==, 0);
+    g_assert_cmpint(gnutls_x509_crq_set_basic_constraints(crq, 1, -1), ==,
+                    0);
+    g_assert_cmpint(gnutls_x509_crq_set_subject_alt_name(
+                        crq, GNUTLS_SAN_DNSNAME, "evil.example", 12,
+                        GNUTLS_FSAN_SET), ==, 0);
+    g_assert_cmpint(gnutls_x509_crq_sign2(crq, key, GNUTLS_DIG_SHA256, 0),
+                    ==, 0);
+    g_assert_cmpint(gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_DER, &der),
+                    ==, 0);
+    out = g_bytes_new(der.data, der.size);
+    gnutls_free(der.data);
+    gnutls_x509_crq_deinit(crq);
+    return out;
+}
+
+static uint32_t certify_ak(Coca *c, GBytes *csr, GPtrArray **certs)
+{
+    size_t n = g_bytes_get_size(csr);
+    g_autofree uint8_t *req = g_malloc0(8 + n);
+    g_autofree uint8_t *resp = NULL;
+    uint32_t len, st;
+
+    stl_le_p(req, COCA_AK_FORMAT_CSR);
+    memcpy(req + 8, g_bytes_get_data(csr, NULL), n);
+    st = ca_call(c, COCA_OP_CERTIFY_AK, req, 8 + n, &resp, &len);
+    if (st == COCA_STATUS_OK && certs) {
+        *certs = cert_list(resp, len);
+    }
+    return st;
+}
+
+static void test_ca_identity(void)
+{
+    const char *dir = ca_dir();
+    g_autofree char *conf = NULL;
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    g_autofree uint8_t *resp = NULL, *n1 = NULL, *n2 = NULL;
+    uint32_t len, off, l1, l2;
+    int seen = 0;
+    Coca *c;
+
+    if (!dir) {
+        return;
+    }
+    conf = g_build_filename(dir, "identity.conf", NULL);
+    g_assert_true(g_key_file_load_from_file(kf, conf, 0, NULL));
+    c = ca_ready(dir, NULL);
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_IDENTITY, NULL, 0, &resp, &len),
+                     ==, COCA_STATUS_OK);
+    for (off = 0; off + 4 <= len; ) {
+        uint16_t tag = lduw_le_p(resp + off), l = lduw_le_p(resp + off + 2);
+        g_autofree char *val = NULL, *want = NULL;
+        static const char *const keys[] = {
+            [COCA_ID_PROJECT_ID] = "project-id",
+            [COCA_ID_ZONE] = "zone",
+            [COCA_ID_INSTANCE_NAME] = "instance-name",
+            [COCA_ID_INSTANCE_ID] = "instance-id",
+        };
+
+        off += 4;
+        g_assert_cmpuint(l, <=, len - off);
+        if (tag == COCA_ID_PROJECT_NUMBER) {
+            g_assert_cmpuint(l, ==, 8);
+            want = g_key_file_get_string(kf, "identity", "project-number",
+                                         NULL);
+            g_assert_cmpuint(ldq_le_p(resp + off), ==,
+                             g_ascii_strtoull(want, NULL, 10));
+        } else if (tag == COCA_ID_OID) {
+            val = g_strndup((char *)resp + off, l);
+            want = g_key_file_get_string(kf, "profile", "oid", NULL);
+            g_assert_cmpstr(val, ==, want);
+        } else {
+            g_assert_cmpuint(tag, <, G_N_ELEMENTS(keys));
+            g_assert_nonnull(keys[tag]);
+            val = g_strndup((char *)resp + off, l);
+            want = g_key_file_get_string(kf, "identity", keys[tag], NULL);
+            g_assert_cmpstr(val, ==, want);
+        }
+        seen |= 1 << tag;
+        off += l;
+    }
+    g_assert_cmpuint(off, ==, len);
+    g_assert_cmphex(seen, ==, 0x7e);
+
+    /* nonces: fresh every time */
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_NONCE, NULL, 0, &n1, &l1), ==,
+                     COCA_STATUS_OK);
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_NONCE, NULL, 0, &n2, &l2), ==,
+                     COCA_STATUS_OK);
+    g_assert_cmpuint(l1, ==, COCA_NONCE_SIZE);
+    g_assert_cmpuint(l2, ==, COCA_NONCE_SIZE);
+    g_assert(memcmp(n1, n2, COCA_NONCE_SIZE) != 0);
+    coca_stop(c);
+}
+
+static void test_ca_certify_ak(void)
+{
+    const char *dir = ca_dir();
+    gnutls_x509_privkey_t key;
+    gnutls_x509_crt_t crt;
+    g_autoptr(GBytes) csr = NULL;
+    g_autoptr(GPtrArray) certs = NULL;
+    gnutls_datum_t d, issuer_ext, ak_ext;
+    unsigned char id1[64], id2[64];
+    size_t l1 = sizeof(id1), l2 = sizeof(id2);
+    unsigned int critical, ca_flag, ku;
+    char dn[512], san[256];
+    size_t dn_len = sizeof(dn), san_len = sizeof(san);
+    g_autofree char *oid = NULL, *conf = NULL, *issuer_pem = NULL;
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    gnutls_x509_crt_t issuer;
+    int pathlen;
+    Coca *c;
+
+    if (!dir) {
+        return;
+    }
+    conf = g_build_filename(dir, "identity.conf", NULL);
+    g_assert_true(g_key_file_load_from_file(kf, conf, 0, NULL));
+    oid = g_key_file_get_string(kf, "profile", "oid", NULL);
+    c = ca_ready(dir, NULL);
+
+    key = new_key(GNUTLS_PK_ECDSA,
+                  GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1));
+    csr = greedy_csr(key);
+    g_assert_cmpuint(certify_ak(c, csr, &certs), ==, COCA_STATUS_OK);
+    verify_chain(dir, certs);
+
+    g_assert_cmpint(gnutls_x509_crt_init(&crt), ==, 0);
+    d.data = (unsigned char *)g_bytes_get_data(g_ptr_array_index(certs, 0),
+                                               NULL);
+    d.size = g_bytes_get_size(g_ptr_array_index(certs, 0));
+    g_assert_cmpint(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER), ==,
+                    0);
+    /* the certificate is for the CSR's key... */
+    g_assert_cmpint(gnutls_x509_crt_get_key_id(crt, 0, id1, &l1), ==, 0);
+    g_assert_cmpint(gnutls_x509_privkey_get_key_id(key, 0, id2, &l2), ==, 0);
+    g_assert_cmpmem(id1, l1, id2, l2);
+    /* ...but nothing else the CSR asked for */
+    g_assert_cmpint(gnutls_x509_crt_get_basic_constraints(crt, &critical,
+                                                          &ca_flag,
+                                                          &pathlen), ==, 0);
+    g_assert_cmpint(gnutls_x509_crt_get_dn(crt, dn, &dn_len), ==, 0);
+    g_assert_null(strstr(dn, "other"));
+    g_assert_nonnull(strstr(dn, g_key_file_get_string(kf, "identity",
+                                                      "instance-name",
+                                                      NULL)));
+    g_assert_cmpint(gnutls_x509_crt_get_subject_alt_name(crt, 0, san,
+                                                         &san_len, NULL),
+                    ==, GNUTLS_SAN_URI);
+    g_assert_true(g_str_has_prefix(san, "spiffe://"));
+    san_len = sizeof(san);
+    g_assert_cmpint(gnutls_x509_crt_get_subject_alt_name(crt, 1, san,
+                                                         &san_len, NULL),
+                    ==, GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE);
+    g_assert_cmpint(gnutls_x509_crt_get_key_usage(crt, &ku, &critical), >=,
+                    0);
+    g_assert_cmphex(ku, ==, GNUTLS_KEY_DIGITAL_SIGNATURE);
+    /* the identity extension is exactly the instance's */
+    g_assert_cmpint(gnutls_x509_crt_get_extension_by_oid2(crt, oid, 0,
+                                                          &ak_ext,
+                                                          &critical), ==, 0);
+    g_assert_cmpuint(critical, ==, 0);
+    issuer_pem = g_build_filename(dir, "issuer.crt", NULL);
+    {
+        g_autofree char *pem = NULL;
+        gsize plen;
+
+        g_assert_true(g_file_get_contents(issuer_pem, &pem, &plen, NULL));
+        d.data = (unsigned char *)pem;
+        d.size = plen;
+        g_assert_cmpint(gnutls_x509_crt_init(&issuer), ==, 0);
+        g_assert_cmpint(gnutls_x509_crt_import(issuer, &d,
+                                               GNUTLS_X509_FMT_PEM), ==, 0);
+    }
+    g_assert_cmpint(gnutls_x509_crt_get_extension_by_oid2(issuer, oid, 0,
+                                                          &issuer_ext,
+                                                          &critical), ==, 0);
+    g_assert_cmpmem(ak_ext.data, ak_ext.size, issuer_ext.data,
+                    issuer_ext.size);
+    gnutls_free(ak_ext.data);
+    gnutls_free(issuer_ext.data);
+    gnutls_x509_crt_deinit(issuer);
+    gnutls_x509_crt_deinit(crt);
+
+    /* RSA-2048 works too */
+    gnutls_x509_privkey_deinit(key);
+    key = new_key(GNUTLS_PK_RSA, 2048);
+    g_bytes_unref(csr);
+    csr = greedy_csr(key);
+    g_ptr_array_unref(certs);
+    certs = NULL;
+    g_assert_cmpuint(certify_ak(c, csr, &certs), ==, COCA_STATUS_OK);
+    verify_chain(dir, certs);
+    gnutls_x509_privkey_deinit(key);
+    coca_stop(c);
+}
+
+static void test_ca_bad_csr(void)
+{
+    const char *dir = ca_dir();
+    gnutls_x509_privkey_t key;
+    g_autoptr(GBytes) csr = NULL;
+    g_autofree uint8_t *bad = NULL, *resp = NULL;
+    g_autoptr(GPtrArray) certs = NULL;
+    uint8_t small[12] = { 0 };
+    uint32_t len;
+    size_t n;
+    Coca *c;
+
+    if (!dir) {
+        return;
+    }
+    c = ca_ready(dir, ",burst=100");
+    key = new_key(GNUTLS_PK_ECDSA,
+                  GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1));
+    csr = greedy_csr(key);
+    n = g_bytes_get_size(csr);
+
+    /* a broken signature: no proof of possession */
+    bad = g_memdup2(g_bytes_get_data(csr, NULL), n);
+    bad[n - 3] ^= 0x55;
+    {
+        g_autoptr(GBytes) b = g_bytes_new(bad, n);
+
+        g_assert_cmpuint(certify_ak(c, b, NULL), ==,
+                         COCA_STATUS_BAD_SIGNATURE);
+    }
+    echo_ok(c);
+    /* truncated DER */
+    {
+        g_autoptr(GBytes) b = g_bytes_new(bad, n / 2);
+
+        g_assert_cmpuint(certify_ak(c, b, NULL), ==, COCA_STATUS_INVALID);
+    }
+    /* garbage, and a CSR-sized blob over the backend's limit */
+    {
+        g_autofree uint8_t *junk = g_malloc0(20000);
+        g_autoptr(GBytes) b = g_bytes_new(junk, 20000);
+
+        g_assert_cmpuint(certify_ak(c, b, NULL), ==, COCA_STATUS_INVALID);
+    }
+    /* an unknown format, reserved bits, a short payload */
+    stl_le_p(small, 9);
+    g_assert_cmpuint(ca_call(c, COCA_OP_CERTIFY_AK, small, sizeof(small),
+                             &resp, &len), ==, COCA_STATUS_INVALID);
+    g_free(resp);
+    stl_le_p(small, COCA_AK_FORMAT_CSR);
+    stl_le_p(small + 4, 1);
+    g_assert_cmpuint(ca_call(c, COCA_OP_CERTIFY_AK, small, sizeof(small),
+                             &resp, &len), ==, COCA_STATUS_INVALID);
+    g_free(resp);
+    g_assert_cmpuint(ca_call(c, COCA_OP_CERTIFY_AK, small, 8, &resp, &len),
+                     ==, COCA_STATUS_INVALID);
+    g_free(resp);
+    resp = NULL;
+    /* a key too weak to certify */
+    gnutls_x509_privkey_deinit(key);
+    key = new_key(GNUTLS_PK_RSA, 1024);
+    {
+        g_autoptr(GBytes) b = greedy_csr(key);
+
+        g_assert_cmpuint(certify_ak(c, b, NULL), ==,
+                         COCA_STATUS_UNSUPPORTED_KEY);
+    }
+    /* and a good CSR still works */
+    g_assert_cmpuint(certify_ak(c, csr, &certs), ==, COCA_STATUS_OK);
+    gnutls_x509_privkey_deinit(key);
+    coca_stop(c);
+}
+
+static void test_ca_rate_limit(void)
+{
+    const char *dir = ca_dir();
+    gnutls_x509_privkey_t key;
+    g_autoptr(GBytes) csr = NULL;
+    Coca *c;
+
+    if (!dir) {
+        return;
+    }
+    c = ca_ready(dir, ",rate=1,burst=2");
+    key = new_key(GNUTLS_PK_ECDSA,
+                  GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1));
+    csr = greedy_csr(key);
+    g_assert_cmpuint(certify_ak(c, csr, NULL), ==, COCA_STATUS_OK);
+    g_assert_cmpuint(certify_ak(c, csr, NULL), ==, COCA_STATUS_OK);
+    g_assert_cmpuint(certify_ak(c, csr, NULL), ==, COCA_STATUS_RATE_LIMITED);
+    /* the refusal is cheap and the device keeps serving */
+    echo_ok(c);
+    gnutls_x509_privkey_deinit(key);
+    coca_stop(c);
+}
+
+static void test_ca_ek_cert(void)
+{
+    const char *dir = ca_dir();
+    struct coca_ek_cert_req r = { 0 };
+    g_autofree uint8_t *resp = NULL;
+    g_autoptr(GPtrArray) certs = NULL;
+    g_autofree char *ek = NULL, *ek_der = NULL;
+    gsize ek_len;
+    uint32_t len;
+    Coca *c;
+
+    if (!dir) {
+        return;
+    }
+    ek = g_build_filename(dir, "ek", "ek-01c0000a.crt", NULL);
+    c = ca_ready(dir, NULL);
+    r.nv_index = cpu_to_le32(COCA_NV_EK_ECC_P256);
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_EK_CERT, &r, sizeof(r), &resp,
+                             &len), ==, COCA_STATUS_OK);
+    certs = cert_list(resp, len);
+    g_assert_true(g_file_get_contents(ek, &ek_der, &ek_len, NULL));
+    g_assert_cmpmem(g_bytes_get_data(g_ptr_array_index(certs, 0), NULL),
+                    g_bytes_get_size(g_ptr_array_index(certs, 0)),
+                    ek_der, ek_len);
+    verify_chain(dir, certs);
+    g_free(resp);
+
+    r.nv_index = cpu_to_le32(COCA_NV_EK_ECC_P384);
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_EK_CERT, &r, sizeof(r), &resp,
+                             &len), ==, COCA_STATUS_NOT_PROVISIONED);
+    g_free(resp);
+    r.nv_index = cpu_to_le32(0x01c00099);
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_EK_CERT, &r, sizeof(r), &resp,
+                             &len), ==, COCA_STATUS_INVALID);
+    g_free(resp);
+    r.nv_index = cpu_to_le32(COCA_NV_EK_ECC_P256);
+    r.reserved = 1;
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_EK_CERT, &r, sizeof(r), &resp,
+                             &len), ==, COCA_STATUS_INVALID);
+    g_free(resp);
+    resp = NULL;
+    echo_ok(c);
+    coca_stop(c);
+}
+
+/* Without IDENTITY negotiated, or without a backend, no identity. */
+static void test_ca_feature(void)
+{
+    const char *dir = ca_dir();
+    g_autofree uint8_t *resp = NULL;
+    struct coca_negotiate_resp r;
+    uint32_t len;
+    Coca *c;
+
+    if (!dir) {
+        return;
+    }
+    c = ca_ready(dir, NULL);
+    r = negotiate(c, 1, 1, COCA_FEAT_DIAG, COCA_STATUS_OK);
+    g_assert_cmphex(r.offered & COCA_FEAT_IDENTITY, ==, COCA_FEAT_IDENTITY);
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_IDENTITY, NULL, 0, &resp, &len),
+                     ==, COCA_STATUS_FEATURE);
+    coca_stop(c);
+    g_free(resp);
+    resp = NULL;
+
+    c = coca_ready(NULL);
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_NONCE, NULL, 0, &resp, &len),
+                     ==, COCA_STATUS_FEATURE);
+    coca_stop(c);
+}
+
+/* Broken instance material stops QEMU at start-up, with the reason. */
+static void test_ca_startup_errors(void)
+{
+    const char *dir = ca_dir();
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    g_autofree char *tmp = NULL, *cmd = NULL;
+    int i;
+
+    if (!dir) {
+        return;
+    }
+    tmp = g_dir_make_tmp("coca-ca-XXXXXX", NULL);
+    for (i = 0; i < 4; i++) {
+        static const char *const what[] = {
+            "no-such-dir", "bad-key", "no-identity", "chain",
+        };
+        static const char *const expect[] = {
+            "No such file", "does not match", "identity.conf",
+            "does not start with",
+        };
+        g_autofree char *d = g_build_filename(tmp, what[i], NULL);
+        g_autofree char *out = NULL, *err = NULL, *run = NULL;
+        int status;
+
+        if (i > 0) {
+            g_autofree char *cp = g_strdup_printf("cp -a %s %s", dir, d);
+
+            g_assert_true(g_spawn_command_line_sync(cp, NULL, NULL, &status,
+                                                    NULL));
+        }
+        if (i == 1) {
+            g_autofree char *gen = g_strdup_printf(
+                "certtool --generate-privkey --ecc --outfile %s/issuer.key",
+                d);
+
+            g_autofree char *o = NULL, *e = NULL;
+
+            g_assert_true(g_spawn_command_line_sync(gen, &o, &e, &status,
+                                                    NULL));
+        } else if (i == 2) {
+            g_autofree char *f = g_build_filename(d, "identity.conf", NULL);
+
+            unlink(f);
+        } else if (i == 3) {
+            g_autofree char *f = g_build_filename(d, "chain.pem", NULL);
+            g_autofree char *r = g_build_filename(d, "root.crt", NULL);
+            g_autofree char *root = NULL;
+
+            g_assert_true(g_file_get_contents(r, &root, NULL, NULL));
+            g_autofree char *twice = g_strconcat(root, root, NULL);
+            g_assert_true(g_file_set_contents(f, twice, -1, NULL));
+        }
+        run = g_strdup_printf("%s -M q35 -accel qtest -nodefaults -display "
+                              "none -S -object coco-attest-ca,id=ca0,dir=%s "
+                              "-device coco-attest,ca=ca0", qemu, d);
+        g_assert_true(g_spawn_command_line_sync(run, &out, &err, &status,
+                                                NULL));
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 1);
+        if (!strstr(err, expect[i])) {
+            g_test_message("%s: %s", what[i], err);
+        }
+        g_assert_nonnull(strstr(err, expect[i]));
+    }
+    cmd = g_strdup_printf("rm -rf %s", tmp);
+    g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, NULL, NULL));
+}
+#endif /* CONFIG_GNUTLS */
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1362,6 +1973,15 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/bad/payload", test_bad_payload);
     qtest_add_func("/coco-attest/bad/port", test_bad_port);
     qtest_add_func("/coco-attest/bad/access-size", test_access_size);
+#ifdef CONFIG_GNUTLS
+    qtest_add_func("/coco-attest/ca/identity", test_ca_identity);
+    qtest_add_func("/coco-attest/ca/certify-ak", test_ca_certify_ak);
+    qtest_add_func("/coco-attest/ca/bad-csr", test_ca_bad_csr);
+    qtest_add_func("/coco-attest/ca/rate-limit", test_ca_rate_limit);
+    qtest_add_func("/coco-attest/ca/ek-cert", test_ca_ek_cert);
+    qtest_add_func("/coco-attest/ca/feature", test_ca_feature);
+    qtest_add_func("/coco-attest/ca/startup-errors", test_ca_startup_errors);
+#endif
 
     return g_test_run();
 }

@@ -138,6 +138,10 @@ COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
 /* Commands (coca_hdr.command) */
 #define COCA_OP_NEGOTIATE       0x0001
 #define COCA_OP_ECHO            0x0002
+#define COCA_OP_GET_IDENTITY    0x0010  /* needs COCA_FEAT_IDENTITY */
+#define COCA_OP_GET_NONCE       0x0011  /* needs COCA_FEAT_IDENTITY */
+#define COCA_OP_GET_EK_CERT     0x0012  /* needs COCA_FEAT_IDENTITY */
+#define COCA_OP_CERTIFY_AK      0x0014  /* needs COCA_FEAT_IDENTITY */
 
 /* Status codes (coca_hdr.status) */
 #define COCA_STATUS_OK                  0   /* success */
@@ -153,6 +157,11 @@ COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
 #define COCA_STATUS_VERSION             10  /* no common protocol version */
 #define COCA_STATUS_FEATURE             11  /* feature not negotiated */
 #define COCA_STATUS_INTERNAL            12  /* host-side failure */
+#define COCA_STATUS_NOT_PROVISIONED     13  /* no such certificate */
+#define COCA_STATUS_RATE_LIMITED        14  /* too many signatures */
+#define COCA_STATUS_BAD_SIGNATURE       15  /* proof of possession failed */
+#define COCA_STATUS_UNSUPPORTED_KEY     16  /* key type/size not accepted */
+#define COCA_STATUS_EXPIRED             17  /* instance material expired */
 
 /* The guest writes this into coca_hdr.status before ringing */
 #define COCA_STATUS_NONE                0xffffffffu
@@ -165,8 +174,9 @@ COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
 #define COCA_FEAT_EXT_BUF       (1ull << 0)  /* multi-page guest buffers */
 #define COCA_FEAT_IRQ           (1ull << 1)  /* completion interrupt */
 #define COCA_FEAT_DIAG          (1ull << 2)  /* COCA_OP_ECHO diagnostics */
+#define COCA_FEAT_IDENTITY      (1ull << 3)  /* identity, EK and AK certs */
 #define COCA_FEAT_ALL           (COCA_FEAT_EXT_BUF | COCA_FEAT_IRQ | \
-                                 COCA_FEAT_DIAG)
+                                 COCA_FEAT_DIAG | COCA_FEAT_IDENTITY)
 
 /* Limits */
 #define COCA_MAX_OBJECT_MIN     (64u * 1024)    /* every host offers this */
@@ -205,5 +215,58 @@ struct coca_echo {
     uint32_t crc;           /* response: CRC32C of the data received */
 };
 COCA_ABI_ASSERT(sizeof(struct coca_echo) == 8);
+
+/*
+ * COCA_OP_GET_IDENTITY: no request payload; the response is a sequence
+ * of TLVs (struct coca_tlv, then len value bytes, no padding).  Receivers
+ * skip tags they do not know.  Strings are UTF-8 without a terminator.
+ */
+struct coca_tlv {
+    uint16_t tag;           /* COCA_ID_* */
+    uint16_t len;           /* value bytes that follow */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_tlv) == 4);
+
+#define COCA_ID_PROJECT_ID      1   /* string */
+#define COCA_ID_PROJECT_NUMBER  2   /* uint64 */
+#define COCA_ID_ZONE            3   /* string */
+#define COCA_ID_INSTANCE_NAME   4   /* string */
+#define COCA_ID_INSTANCE_ID     5   /* string */
+#define COCA_ID_OID             6   /* string: the identity extension OID */
+
+/* COCA_OP_GET_NONCE: no request payload; the response is the nonce */
+#define COCA_NONCE_SIZE         32
+
+/*
+ * Certificate lists (GET_EK_CERT, CERTIFY_AK responses): this header,
+ * then count entries of a uint32 length and that many DER bytes, from
+ * the end-entity certificate up to the host CA.
+ */
+struct coca_cert_list {
+    uint32_t count;
+    uint32_t reserved;      /* zero */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_cert_list) == 8);
+#define COCA_CERT_LIST_MAX      8   /* no list holds more certificates */
+
+/* TCG NV indices of EK certificates (COCA_OP_GET_EK_CERT) */
+#define COCA_NV_EK_RSA2048      0x01c00002u
+#define COCA_NV_EK_ECC_P256     0x01c0000au
+#define COCA_NV_EK_ECC_P384     0x01c00016u
+
+struct coca_ek_cert_req {
+    uint32_t nv_index;      /* COCA_NV_EK_* */
+    uint32_t reserved;      /* zero */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_ek_cert_req) == 8);
+
+/* COCA_OP_CERTIFY_AK: this header, then the proof in the given format */
+#define COCA_AK_FORMAT_CSR      1   /* PKCS#10 CSR, DER */
+
+struct coca_certify_ak_req {
+    uint32_t format;        /* COCA_AK_FORMAT_* */
+    uint32_t reserved;      /* zero */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_certify_ak_req) == 8);
 
 #endif /* COCO_ATTEST_ABI_H */

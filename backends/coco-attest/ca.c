@@ -1,0 +1,622 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * coco-attest-ca: per-instance certificate issuer (GnuTLS).
+ *
+ * -object coco-attest-ca,id=ca0,dir=/var/lib/coco-attest/<uuid>
+ *
+ * The directory is written by coco-attest-provision; everything in it is
+ * checked when the object is created, so that a missing, unreadable,
+ * expired or mismatched file stops QEMU at start-up rather than failing
+ * the guest's first request.  QEMU is GPLv2: this file uses GnuTLS, never
+ * OpenSSL.
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/cutils.h"
+#include "qemu/error-report.h"
+#include "qemu/module.h"
+#include "qemu/thread.h"
+#include "qemu/timer.h"
+#include "qapi/error.h"
+#include "qom/object_interfaces.h"
+#include "system/coco-attest-ca.h"
+#include "trace.h"
+
+#include <gnutls/gnutls.h>
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
+
+#define CA_IDENTITY_FILE    "identity.conf"
+#define CA_ISSUER_KEY_FILE  "issuer.key"
+#define CA_ISSUER_CRT_FILE  "issuer.crt"
+#define CA_CHAIN_FILE       "chain.pem"
+#define CA_EK_DIR           "ek"
+
+/* TCG key purpose for attestation identity (AK) certificates */
+#define TCG_KP_AIK_CERTIFICATE  "2.23.133.8.3"
+
+/* certificates the backend issues live at most this long */
+#define CA_MAX_LIFETIME_S   (24 * 3600)
+#define CA_MAX_CSR          (16 * 1024)
+#define CA_MAX_CERT_FILE    (16 * 1024)
+
+struct CocoAttestCa {
+    Object parent_obj;
+
+    char *dir;
+    uint32_t rate;              /* signatures per minute */
+    uint32_t burst;
+
+    CocoAttestClaims claims;
+    gnutls_x509_crt_t issuer;
+    gnutls_privkey_t key;
+    GPtrArray *chain;           /* GBytes: issuer then up to the root */
+    GBytes *identity_ext;       /* identity extension value, from issuer */
+    uint8_t issuer_ski[64];
+    size_t issuer_ski_len;
+    time_t issuer_expiry;
+
+    /* token bucket (main loop only) */
+    double tokens;
+    int64_t last_refill_ns;
+
+    QemuMutex lock;             /* serialises signing */
+};
+
+const CocoAttestClaims *coco_attest_ca_claims(CocoAttestCa *ca)
+{
+    return &ca->claims;
+}
+
+bool coco_attest_ca_take_token(CocoAttestCa *ca)
+{
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    double elapsed_min = (now - ca->last_refill_ns) / 60e9;
+
+    ca->last_refill_ns = now;
+    ca->tokens = MIN(ca->burst, ca->tokens + elapsed_min * ca->rate);
+    if (ca->tokens < 1) {
+        trace_coco_attest_ca_rate_limited(ca->dir);
+        return false;
+    }
+    ca->tokens -= 1;
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading the instance directory                                      */
+/* ------------------------------------------------------------------ */
+
+static bool ca_read(CocoAttestCa *ca, const char *name, gnutls_datum_t *d,
+                    Error **errp)
+{
+    g_autofree char *path = g_build_filename(ca->dir, name, NULL);
+    g_autoptr(GError) gerr = NULL;
+    gchar *data;
+    gsize len;
+
+    if (!g_file_get_contents(path, &data, &len, &gerr)) {
+        error_setg(errp, "coco-attest-ca: %s", gerr->message);
+        return false;
+    }
+    if (len > CA_MAX_CERT_FILE) {
+        g_free(data);
+        error_setg(errp, "coco-attest-ca: %s is too large", path);
+        return false;
+    }
+    d->data = (unsigned char *)data;
+    d->size = len;
+    return true;
+}
+
+static bool ca_load_claims(CocoAttestCa *ca, Error **errp)
+{
+    g_autofree char *path = g_build_filename(ca->dir, CA_IDENTITY_FILE, NULL);
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    g_autoptr(GError) gerr = NULL;
+    g_autofree char *num = NULL;
+    CocoAttestClaims *c = &ca->claims;
+
+    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &gerr)) {
+        error_setg(errp, "coco-attest-ca: %s: %s", path, gerr->message);
+        return false;
+    }
+    c->project_id = g_key_file_get_string(kf, "identity", "project-id", NULL);
+    num = g_key_file_get_string(kf, "identity", "project-number", NULL);
+    c->zone = g_key_file_get_string(kf, "identity", "zone", NULL);
+    c->instance_name = g_key_file_get_string(kf, "identity", "instance-name",
+                                             NULL);
+    c->instance_id = g_key_file_get_string(kf, "identity", "instance-id",
+                                           NULL);
+    c->oid = g_key_file_get_string(kf, "profile", "oid", NULL);
+    c->ek_rekey = g_key_file_get_boolean(kf, "ek", "rekey", NULL);
+    if (!c->project_id || !c->zone || !c->instance_name ||
+        !c->instance_id || !c->oid || !num ||
+        qemu_strtou64(num, NULL, 10, &c->project_number) < 0) {
+        error_setg(errp, "coco-attest-ca: %s: incomplete or malformed "
+                   "claims (re-provision the instance)", path);
+        return false;
+    }
+    return true;
+}
+
+static bool ca_load_chain(CocoAttestCa *ca, Error **errp)
+{
+    gnutls_datum_t pem = { 0 };
+    gnutls_x509_crt_t *list = NULL;
+    unsigned int n = 0, i;
+    int ret;
+
+    if (!ca_read(ca, CA_CHAIN_FILE, &pem, errp)) {
+        return false;
+    }
+    ret = gnutls_x509_crt_list_import2(&list, &n, &pem, GNUTLS_X509_FMT_PEM,
+                                       0);
+    g_free(pem.data);
+    if (ret < 0 || n < 2) {
+        error_setg(errp, "coco-attest-ca: %s/%s: %s", ca->dir, CA_CHAIN_FILE,
+                   ret < 0 ? gnutls_strerror(ret) : "needs two certificates");
+        goto out;
+    }
+    if (!gnutls_x509_crt_equals(list[0], ca->issuer)) {
+        error_setg(errp, "coco-attest-ca: %s/%s does not start with %s",
+                   ca->dir, CA_CHAIN_FILE, CA_ISSUER_CRT_FILE);
+        ret = -1;
+        goto out;
+    }
+    ca->chain = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    for (i = 0; i < n; i++) {
+        gnutls_datum_t der;
+
+        if (gnutls_x509_crt_export2(list[i], GNUTLS_X509_FMT_DER, &der) < 0) {
+            error_setg(errp, "coco-attest-ca: cannot encode the chain");
+            ret = -1;
+            goto out;
+        }
+        g_ptr_array_add(ca->chain, g_bytes_new(der.data, der.size));
+        gnutls_free(der.data);
+    }
+    ret = 0;
+out:
+    for (i = 0; i < n; i++) {
+        gnutls_x509_crt_deinit(list[i]);
+    }
+    gnutls_free(list);
+    return ret == 0;
+}
+
+static void ca_complete(UserCreatable *uc, Error **errp)
+{
+    CocoAttestCa *ca = COCO_ATTEST_CA(uc);
+    gnutls_datum_t crt = { 0 }, key = { 0 }, ext = { 0 };
+    gnutls_x509_privkey_t xkey = NULL;
+    unsigned char crt_id[64], key_id[64];
+    size_t crt_id_len = sizeof(crt_id), key_id_len = sizeof(key_id);
+    unsigned int critical, is_ca;
+    int ret, pathlen;
+
+    if (!ca->dir) {
+        error_setg(errp, "coco-attest-ca: the 'dir' property is required");
+        return;
+    }
+    if (!ca->rate || !ca->burst) {
+        error_setg(errp, "coco-attest-ca: rate and burst must be positive");
+        return;
+    }
+    if (!ca_load_claims(ca, errp) ||
+        !ca_read(ca, CA_ISSUER_CRT_FILE, &crt, errp)) {
+        goto out;
+    }
+    if (!ca_read(ca, CA_ISSUER_KEY_FILE, &key, errp)) {
+        goto out;
+    }
+    if (gnutls_x509_crt_init(&ca->issuer) < 0 ||
+        gnutls_x509_crt_import(ca->issuer, &crt, GNUTLS_X509_FMT_PEM) < 0) {
+        error_setg(errp, "coco-attest-ca: %s/%s: not a certificate",
+                   ca->dir, CA_ISSUER_CRT_FILE);
+        goto out;
+    }
+    if (gnutls_x509_privkey_init(&xkey) < 0 ||
+        gnutls_x509_privkey_import2(xkey, &key, GNUTLS_X509_FMT_PEM, NULL,
+                                    GNUTLS_PKCS_PLAIN) < 0) {
+        error_setg(errp, "coco-attest-ca: %s/%s: not a private key",
+                   ca->dir, CA_ISSUER_KEY_FILE);
+        goto out;
+    }
+    if (gnutls_x509_crt_get_key_id(ca->issuer, 0, crt_id, &crt_id_len) < 0 ||
+        gnutls_x509_privkey_get_key_id(xkey, 0, key_id, &key_id_len) < 0 ||
+        crt_id_len != key_id_len || memcmp(crt_id, key_id, key_id_len)) {
+        error_setg(errp, "coco-attest-ca: %s does not match %s in %s",
+                   CA_ISSUER_KEY_FILE, CA_ISSUER_CRT_FILE, ca->dir);
+        goto out;
+    }
+    ret = gnutls_x509_crt_get_basic_constraints(ca->issuer, &critical,
+                                                &is_ca, &pathlen);
+    if (ret <= 0) {
+        error_setg(errp, "coco-attest-ca: %s/%s is not a CA certificate",
+                   ca->dir, CA_ISSUER_CRT_FILE);
+        goto out;
+    }
+    ca->issuer_expiry = gnutls_x509_crt_get_expiration_time(ca->issuer);
+    if (ca->issuer_expiry <= time(NULL)) {
+        error_setg(errp, "coco-attest-ca: %s/%s has expired: re-provision "
+                   "the instance", ca->dir, CA_ISSUER_CRT_FILE);
+        goto out;
+    }
+    ca->issuer_ski_len = sizeof(ca->issuer_ski);
+    if (gnutls_x509_crt_get_subject_key_id(ca->issuer, ca->issuer_ski,
+                                           &ca->issuer_ski_len,
+                                           &critical) < 0) {
+        error_setg(errp, "coco-attest-ca: %s/%s has no subject key "
+                   "identifier", ca->dir, CA_ISSUER_CRT_FILE);
+        goto out;
+    }
+    if (gnutls_x509_crt_get_extension_by_oid2(ca->issuer, ca->claims.oid, 0,
+                                              &ext, &critical) < 0) {
+        error_setg(errp, "coco-attest-ca: %s/%s carries no identity "
+                   "extension %s", ca->dir, CA_ISSUER_CRT_FILE,
+                   ca->claims.oid);
+        goto out;
+    }
+    ca->identity_ext = g_bytes_new(ext.data, ext.size);
+    gnutls_free(ext.data);
+    if (gnutls_privkey_init(&ca->key) < 0 ||
+        gnutls_privkey_import_x509(ca->key, xkey,
+                                   GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE) < 0) {
+        error_setg(errp, "coco-attest-ca: cannot use the issuing key");
+        goto out;
+    }
+    xkey = NULL;                /* owned by ca->key now */
+    if (!ca_load_chain(ca, errp)) {
+        goto out;
+    }
+    ca->tokens = ca->burst;
+    ca->last_refill_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    trace_coco_attest_ca_loaded(ca->dir, ca->claims.instance_name,
+                                ca->chain->len);
+out:
+    if (xkey) {
+        gnutls_x509_privkey_deinit(xkey);
+    }
+    if (key.data) {
+        gnutls_memset(key.data, 0, key.size);
+    }
+    g_free(key.data);
+    g_free(crt.data);
+}
+
+/* ------------------------------------------------------------------ */
+/* Issuing                                                             */
+/* ------------------------------------------------------------------ */
+
+static GPtrArray *ca_chain_with(CocoAttestCa *ca, const gnutls_datum_t *der)
+{
+    GPtrArray *certs = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)g_bytes_unref);
+    guint i;
+
+    g_ptr_array_add(certs, g_bytes_new(der->data, der->size));
+    for (i = 0; i < ca->chain->len; i++) {
+        g_ptr_array_add(certs, g_bytes_ref(g_ptr_array_index(ca->chain, i)));
+    }
+    return certs;
+}
+
+/* A serial number: 16 random bytes, positive. */
+static int ca_set_serial(gnutls_x509_crt_t crt)
+{
+    uint8_t serial[16];
+    int ret = gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof(serial));
+
+    if (ret < 0) {
+        return ret;
+    }
+    serial[0] = (serial[0] & 0x7f) | 0x40;
+    return gnutls_x509_crt_set_serial(crt, serial, sizeof(serial));
+}
+
+static bool ca_key_acceptable(gnutls_pubkey_t pub, char **why)
+{
+    unsigned int bits = 0;
+    int algo = gnutls_pubkey_get_pk_algorithm(pub, &bits);
+
+    if (algo == GNUTLS_PK_RSA && bits >= 2048 && bits <= 4096) {
+        return true;
+    }
+    if (algo == GNUTLS_PK_ECDSA && (bits == 256 || bits == 384)) {
+        return true;            /* NIST P-256 or P-384 */
+    }
+    *why = g_strdup_printf("unsupported key (%s, %u bits)",
+                           gnutls_pk_get_name(algo), bits);
+    return false;
+}
+
+/* Everything but the signature; returns a GnuTLS error code. */
+static int ca_fill(CocoAttestCa *ca, gnutls_x509_crt_t crt,
+                   gnutls_pubkey_t pub, unsigned int key_usage,
+                   const char *purpose, time_t now, time_t expiry)
+{
+    const CocoAttestClaims *c = &ca->claims;
+    g_autofree char *dn = g_strdup_printf("O=%s,OU=%s,CN=%s,serialNumber=%s",
+                                          c->project_id, c->zone,
+                                          c->instance_name, c->instance_id);
+    g_autofree char *uri = g_strdup_printf("spiffe://%s/coco-attest/%s/%s/%s",
+                                           c->project_id, c->zone,
+                                           c->instance_name,
+                                           c->instance_id);
+    uint8_t ski[64];
+    size_t ski_len = sizeof(ski);
+    int ret;
+
+    ret = gnutls_x509_crt_set_version(crt, 3);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = ca_set_serial(crt);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_x509_crt_set_activation_time(crt, now - 300);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_x509_crt_set_expiration_time(crt, expiry);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_x509_crt_set_pubkey(crt, pub);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_x509_crt_set_dn(crt, dn, NULL);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_x509_crt_set_basic_constraints(crt, 0, -1);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_x509_crt_set_key_usage(crt, key_usage);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_x509_crt_set_key_purpose_oid(crt, purpose, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_URI, uri,
+                                               strlen(uri), GNUTLS_FSAN_SET);
+    if (ret < 0) {
+        return ret;
+    }
+    /* the identity, byte for byte as the host CA certified it */
+    ret = gnutls_x509_crt_set_extension_by_oid(
+        crt, c->oid, g_bytes_get_data(ca->identity_ext, NULL),
+        g_bytes_get_size(ca->identity_ext), 0);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_pubkey_get_key_id(pub, 0, ski, &ski_len);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_x509_crt_set_subject_key_id(crt, ski, ski_len);
+    if (ret < 0) {
+        return ret;
+    }
+    return gnutls_x509_crt_set_authority_key_id(crt, ca->issuer_ski,
+                                                ca->issuer_ski_len);
+}
+
+/*
+ * Build and sign an end-entity certificate for pub: the subject and
+ * every extension come from the instance's claims, never from the guest.
+ */
+static CocoAttestCaResult ca_issue(CocoAttestCa *ca, gnutls_pubkey_t pub,
+                                   unsigned int key_usage,
+                                   const char *purpose, GPtrArray **certs,
+                                   char **why)
+{
+    gnutls_x509_crt_t crt = NULL;
+    gnutls_datum_t der = { 0 };
+    time_t now = time(NULL);
+    time_t expiry = MIN(now + CA_MAX_LIFETIME_S, ca->issuer_expiry);
+    CocoAttestCaResult res = COCO_ATTEST_CA_FAILED;
+    int ret;
+
+    if (now >= ca->issuer_expiry) {
+        *why = g_strdup("the issuing certificate has expired");
+        return COCO_ATTEST_CA_EXPIRED;
+    }
+    ret = gnutls_x509_crt_init(&crt);
+    if (ret < 0) {
+        *why = g_strdup(gnutls_strerror(ret));
+        return res;
+    }
+    ret = ca_fill(ca, crt, pub, key_usage, purpose, now, expiry);
+    if (ret < 0) {
+        *why = g_strdup_printf("building the certificate: %s",
+                               gnutls_strerror(ret));
+        goto out;
+    }
+    qemu_mutex_lock(&ca->lock);
+    ret = gnutls_x509_crt_privkey_sign(crt, ca->issuer, ca->key,
+                                       GNUTLS_DIG_SHA256, 0);
+    qemu_mutex_unlock(&ca->lock);
+    if (ret >= 0) {
+        ret = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &der);
+    }
+    if (ret < 0) {
+        *why = g_strdup_printf("signing: %s", gnutls_strerror(ret));
+        goto out;
+    }
+    *certs = ca_chain_with(ca, &der);
+    res = COCO_ATTEST_CA_OK;
+out:
+    gnutls_free(der.data);
+    if (crt) {
+        gnutls_x509_crt_deinit(crt);
+    }
+    return res;
+}
+
+CocoAttestCaResult coco_attest_ca_certify_csr(CocoAttestCa *ca,
+                                              const uint8_t *csr,
+                                              size_t len, GPtrArray **certs,
+                                              char **why)
+{
+    gnutls_x509_crq_t crq = NULL;
+    gnutls_pubkey_t pub = NULL;
+    gnutls_datum_t d = { .data = (unsigned char *)csr, .size = len };
+    CocoAttestCaResult res;
+    int ret;
+
+    if (len > CA_MAX_CSR) {
+        *why = g_strdup_printf("CSR of %zu bytes is too large", len);
+        return COCO_ATTEST_CA_MALFORMED;
+    }
+    if (gnutls_x509_crq_init(&crq) < 0) {
+        *why = g_strdup("out of memory");
+        return COCO_ATTEST_CA_FAILED;
+    }
+    ret = gnutls_x509_crq_import(crq, &d, GNUTLS_X509_FMT_DER);
+    if (ret < 0) {
+        *why = g_strdup_printf("not a PKCS#10 CSR: %s", gnutls_strerror(ret));
+        res = COCO_ATTEST_CA_MALFORMED;
+        goto out;
+    }
+    /* the CSR's own signature proves possession of the key */
+    ret = gnutls_x509_crq_verify(crq, 0);
+    if (ret < 0) {
+        *why = g_strdup_printf("CSR signature: %s", gnutls_strerror(ret));
+        res = COCO_ATTEST_CA_BAD_SIGNATURE;
+        goto out;
+    }
+    if (gnutls_pubkey_init(&pub) < 0 ||
+        gnutls_pubkey_import_x509_crq(pub, crq, 0) < 0) {
+        *why = g_strdup("cannot read the CSR's public key");
+        res = COCO_ATTEST_CA_MALFORMED;
+        goto out;
+    }
+    if (!ca_key_acceptable(pub, why)) {
+        res = COCO_ATTEST_CA_UNSUPPORTED_KEY;
+        goto out;
+    }
+    res = ca_issue(ca, pub, GNUTLS_KEY_DIGITAL_SIGNATURE,
+                   TCG_KP_AIK_CERTIFICATE, certs, why);
+out:
+    if (pub) {
+        gnutls_pubkey_deinit(pub);
+    }
+    gnutls_x509_crq_deinit(crq);
+    return res;
+}
+
+CocoAttestCaResult coco_attest_ca_ek_cert(CocoAttestCa *ca, uint32_t nv,
+                                          GPtrArray **certs)
+{
+    g_autofree char *name = g_strdup_printf("%s/ek-%08x.crt", CA_EK_DIR, nv);
+    g_autofree char *path = g_build_filename(ca->dir, name, NULL);
+    g_autofree gchar *data = NULL;
+    gnutls_datum_t der;
+    gsize len;
+
+    if (!g_file_get_contents(path, &data, &len, NULL)) {
+        return COCO_ATTEST_CA_NOT_PROVISIONED;
+    }
+    if (len == 0 || len > CA_MAX_CERT_FILE) {
+        return COCO_ATTEST_CA_FAILED;
+    }
+    der.data = (unsigned char *)data;
+    der.size = len;
+    *certs = ca_chain_with(ca, &der);
+    return COCO_ATTEST_CA_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* QOM                                                                 */
+/* ------------------------------------------------------------------ */
+
+static char *ca_get_dir(Object *obj, Error **errp)
+{
+    return g_strdup(COCO_ATTEST_CA(obj)->dir);
+}
+
+static void ca_set_dir(Object *obj, const char *value, Error **errp)
+{
+    CocoAttestCa *ca = COCO_ATTEST_CA(obj);
+
+    g_free(ca->dir);
+    ca->dir = g_strdup(value);
+}
+
+static void ca_instance_init(Object *obj)
+{
+    CocoAttestCa *ca = COCO_ATTEST_CA(obj);
+
+    ca->rate = 60;
+    ca->burst = 10;
+    qemu_mutex_init(&ca->lock);
+    object_property_add_uint32_ptr(obj, "rate", &ca->rate,
+                                   OBJ_PROP_FLAG_READWRITE);
+    object_property_add_uint32_ptr(obj, "burst", &ca->burst,
+                                   OBJ_PROP_FLAG_READWRITE);
+}
+
+static void ca_instance_finalize(Object *obj)
+{
+    CocoAttestCa *ca = COCO_ATTEST_CA(obj);
+    CocoAttestClaims *c = &ca->claims;
+
+    if (ca->key) {
+        gnutls_privkey_deinit(ca->key);
+    }
+    if (ca->issuer) {
+        gnutls_x509_crt_deinit(ca->issuer);
+    }
+    if (ca->chain) {
+        g_ptr_array_unref(ca->chain);
+    }
+    if (ca->identity_ext) {
+        g_bytes_unref(ca->identity_ext);
+    }
+    g_free(c->project_id);
+    g_free(c->zone);
+    g_free(c->instance_name);
+    g_free(c->instance_id);
+    g_free(c->oid);
+    g_free(ca->dir);
+    qemu_mutex_destroy(&ca->lock);
+}
+
+static void ca_class_init(ObjectClass *oc, void *data)
+{
+    UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
+
+    ucc->complete = ca_complete;
+    object_class_property_add_str(oc, "dir", ca_get_dir, ca_set_dir);
+    object_class_property_set_description(oc, "dir",
+        "instance directory written by coco-attest-provision");
+}
+
+static const TypeInfo ca_info = {
+    .name = TYPE_COCO_ATTEST_CA,
+    .parent = TYPE_OBJECT,
+    .instance_size = sizeof(CocoAttestCa),
+    .instance_init = ca_instance_init,
+    .instance_finalize = ca_instance_finalize,
+    .class_init = ca_class_init,
+    .interfaces = (InterfaceInfo[]) {
+        { TYPE_USER_CREATABLE },
+        { }
+    },
+};
+
+static void ca_register_types(void)
+{
+    type_register_static(&ca_info);
+}
+
+type_init(ca_register_types)

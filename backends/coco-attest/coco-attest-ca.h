@@ -1,0 +1,70 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * coco-attest-ca: the per-instance certificate issuer behind
+ * -device coco-attest.
+ *
+ * It loads an instance directory written by coco-attest-provision: the
+ * identity claims, a per-instance issuing key and its certificate from
+ * the host CA.  The host CA key never reaches QEMU.  Everything that
+ * signs is thread-safe and meant to run in the thread pool.
+ */
+
+#ifndef SYSTEM_COCO_ATTEST_CA_H
+#define SYSTEM_COCO_ATTEST_CA_H
+
+#include "qom/object.h"
+
+#define TYPE_COCO_ATTEST_CA "coco-attest-ca"
+OBJECT_DECLARE_SIMPLE_TYPE(CocoAttestCa, COCO_ATTEST_CA)
+
+typedef struct CocoAttestClaims {
+    char *project_id;
+    uint64_t project_number;
+    char *zone;
+    char *instance_name;
+    char *instance_id;
+    char *oid;
+    bool ek_rekey;
+} CocoAttestClaims;
+
+/* Outcomes of the signing calls, mapped to guest status codes by the device */
+typedef enum CocoAttestCaResult {
+    COCO_ATTEST_CA_OK,
+    COCO_ATTEST_CA_MALFORMED,       /* not a CSR / key we can parse */
+    COCO_ATTEST_CA_BAD_SIGNATURE,   /* proof of possession failed */
+    COCO_ATTEST_CA_UNSUPPORTED_KEY, /* key type or size not accepted */
+    COCO_ATTEST_CA_NOT_PROVISIONED, /* no such certificate */
+    COCO_ATTEST_CA_EXPIRED,         /* the issuing certificate expired */
+    COCO_ATTEST_CA_FAILED,          /* host-side failure */
+} CocoAttestCaResult;
+
+/* The claims the backend certifies (valid for the object's lifetime). */
+const CocoAttestClaims *coco_attest_ca_claims(CocoAttestCa *ca);
+
+/*
+ * Consume one signature from the rate limit; false when the instance has
+ * signed too much recently.  Main loop only.
+ */
+bool coco_attest_ca_take_token(CocoAttestCa *ca);
+
+/*
+ * Certify an attestation key from a PKCS#10 CSR (DER).  The CSR's
+ * signature is the proof of possession; its subject, extensions and
+ * attributes are ignored.  On success *certs holds the DER certificates
+ * (GBytes) from the new one up to the host CA.  On failure *why says why,
+ * for the log.  Thread-safe.
+ */
+CocoAttestCaResult coco_attest_ca_certify_csr(CocoAttestCa *ca,
+                                              const uint8_t *csr,
+                                              size_t len, GPtrArray **certs,
+                                              char **why);
+
+/*
+ * The pre-provisioned EK certificate for a TCG NV index, with the chain,
+ * or COCO_ATTEST_CA_NOT_PROVISIONED.  Thread-safe.
+ */
+CocoAttestCaResult coco_attest_ca_ek_cert(CocoAttestCa *ca, uint32_t nv,
+                                          GPtrArray **certs);
+
+#endif
