@@ -737,8 +737,9 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
     g_autofree char *ek_dir = g_build_filename(dir, COCA_EK_DIR, NULL);
     g_autofree char *identity = NULL;
     g_autofree char *issuer_pem = NULL, *root_pem = NULL, *chain = NULL;
-    EVP_PKEY *ca_key = NULL, *key = NULL, *ek = NULL;
-    X509 *ca_crt = NULL, *crt = NULL, *ek_crt = NULL;
+    g_autofree char *tmpl_pem = NULL;
+    EVP_PKEY *ca_key = NULL, *key = NULL, *ek = NULL, *tmpl_key = NULL;
+    X509 *ca_crt = NULL, *crt = NULL, *ek_crt = NULL, *tmpl = NULL;
     BIO *b = NULL;
     char *kdata;
     long klen;
@@ -787,10 +788,21 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
             goto out;
         }
     }
+    /*
+     * The EK profile for QEMU, which issues EK certificates at first boot
+     * and has no ASN.1 encoder: a certificate for a throwaway key whose
+     * profile extensions it copies.
+     */
+    tmpl_key = EVP_EC_gen("P-256");
+    tmpl = tmpl_key ? issue_ek(crt, key, tmpl_key, claims, errp) : NULL;
+    if (!tmpl) {
+        goto out;
+    }
 
     /* write: directories first, the key last (it completes the set) */
+    /* QEMU's group writes the EK state it creates at first boot */
     if (!make_dir(dir, dmode, gid, errp) ||
-        !make_dir(ek_dir, dmode, gid, errp)) {
+        !make_dir(ek_dir, gid != (gid_t)-1 ? 02770 : 0700, gid, errp)) {
         goto out;
     }
     b = BIO_new(BIO_s_mem());
@@ -802,11 +814,14 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
     identity = claims_to_keyfile(claims);
     issuer_pem = pem_of_cert(crt);
     root_pem = pem_of_cert(ca_crt);
+    tmpl_pem = pem_of_cert(tmpl);
     chain = g_strconcat(issuer_pem, root_pem, NULL);
     if (!write_file(dir, COCA_IDENTITY_FILE, identity, strlen(identity),
                     fmode, gid, errp) ||
         !write_file(dir, COCA_ROOT_FILE, root_pem, strlen(root_pem), fmode,
                     gid, errp) ||
+        !write_file(dir, COCA_EK_TEMPLATE_FILE, tmpl_pem, strlen(tmpl_pem),
+                    fmode, gid, errp) ||
         !write_file(dir, COCA_CHAIN_FILE, chain, strlen(chain), fmode, gid,
                     errp) ||
         !write_file(dir, COCA_ISSUER_CRT_FILE, issuer_pem,
@@ -834,9 +849,11 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
     ok = TRUE;
 out:
     BIO_free(b);
+    X509_free(tmpl);
     X509_free(ek_crt);
     X509_free(crt);
     X509_free(ca_crt);
+    EVP_PKEY_free(tmpl_key);
     EVP_PKEY_free(ek);
     EVP_PKEY_free(key);
     EVP_PKEY_free(ca_key);
@@ -899,7 +916,7 @@ gboolean coca_purge(const char *dir, gboolean keep_ek, GError **errp)
 {
     static const char *const transient[] = {
         COCA_ISSUER_KEY_FILE, COCA_ISSUER_CRT_FILE, COCA_CHAIN_FILE,
-        COCA_ROOT_FILE, COCA_IDENTITY_FILE,
+        COCA_ROOT_FILE, COCA_EK_TEMPLATE_FILE, COCA_IDENTITY_FILE,
     };
     g_autofree char *ek_dir = g_build_filename(dir, COCA_EK_DIR, NULL);
     size_t i;

@@ -14,6 +14,9 @@
  *                   identity, CA:TRUE with pathlen 0, short validity
  *   chain.pem       issuer.crt then the host CA certificate
  *   root.crt        the host CA certificate (the trust anchor)
+ *   ek-template.crt the EK certificate profile, as a certificate for a
+ *                   throwaway key: QEMU copies its profile extensions
+ *                   when it issues the real EK certificate
  *   ek/             persistent EK state, kept across re-provisioning:
  *                   ek-<nvindex>.crt (DER) and ek-<nvindex>.pub (DER SPKI)
  *
@@ -47,6 +50,7 @@
 #define COCA_ISSUER_CRT_FILE    "issuer.crt"
 #define COCA_CHAIN_FILE         "chain.pem"
 #define COCA_ROOT_FILE          "root.crt"
+#define COCA_EK_TEMPLATE_FILE   "ek-template.crt"
 #define COCA_EK_DIR             "ek"
 
 typedef struct CocaClaims {

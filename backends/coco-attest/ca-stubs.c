@@ -26,6 +26,14 @@ CocoAttestCaResult coco_attest_ca_certify_csr(CocoAttestCa *ca,
     g_assert_not_reached();
 }
 
+CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
+                                             CocoAttestKeyFormat format,
+                                             const uint8_t *key, size_t len,
+                                             GPtrArray **certs, char **why)
+{
+    g_assert_not_reached();
+}
+
 CocoAttestCaResult coco_attest_ca_ek_cert(CocoAttestCa *ca, uint32_t nv,
                                           GPtrArray **certs)
 {

@@ -13,6 +13,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/bswap.h"
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/module.h"
@@ -33,6 +34,26 @@
 #define CA_ISSUER_CRT_FILE  "issuer.crt"
 #define CA_CHAIN_FILE       "chain.pem"
 #define CA_EK_DIR           "ek"
+#define CA_EK_TEMPLATE_FILE "ek-template.crt"
+
+/* EK profile extensions copied from the template, in this order */
+static const char *const ca_ek_ext_oids[] = {
+    "2.5.29.17",        /* subjectAltName: TPM manufacturer/model/version */
+    "2.5.29.9",         /* subjectDirectoryAttributes: TPM specification */
+    "2.5.29.37",        /* extKeyUsage: EK certificate */
+};
+
+/* TPM 2.0 algorithm and curve identifiers (TPM 2.0 Part 2) */
+#define TPM_ALG_RSA         0x0001
+#define TPM_ALG_NULL        0x0010
+#define TPM_ALG_ECC         0x0023
+#define TPM_ECC_NIST_P256   0x0003
+#define TPM_ECC_NIST_P384   0x0004
+
+/* TCG NV indices of EK certificates */
+#define NV_EK_RSA2048       0x01c00002u
+#define NV_EK_ECC_P256      0x01c0000au
+#define NV_EK_ECC_P384      0x01c00016u
 
 /* TCG key purpose for attestation identity (AK) certificates */
 #define TCG_KP_AIK_CERTIFICATE  "2.23.133.8.3"
@@ -54,6 +75,8 @@ struct CocoAttestCa {
     gnutls_privkey_t key;
     GPtrArray *chain;           /* GBytes: issuer then up to the root */
     GBytes *identity_ext;       /* identity extension value, from issuer */
+    GBytes *ek_ext[G_N_ELEMENTS(ca_ek_ext_oids)];   /* from the template */
+    unsigned int ek_ext_critical[G_N_ELEMENTS(ca_ek_ext_oids)];
     uint8_t issuer_ski[64];
     size_t issuer_ski_len;
     time_t issuer_expiry;
@@ -187,6 +210,46 @@ out:
     return ret == 0;
 }
 
+/* The EK profile: extensions of the template certificate to copy. */
+static bool ca_load_ek_template(CocoAttestCa *ca, Error **errp)
+{
+    gnutls_datum_t pem = { 0 };
+    gnutls_x509_crt_t tmpl = NULL;
+    bool ok = false;
+    size_t i;
+
+    if (!ca_read(ca, CA_EK_TEMPLATE_FILE, &pem, errp)) {
+        return false;
+    }
+    if (gnutls_x509_crt_init(&tmpl) < 0 ||
+        gnutls_x509_crt_import(tmpl, &pem, GNUTLS_X509_FMT_PEM) < 0) {
+        error_setg(errp, "coco-attest-ca: %s/%s: not a certificate",
+                   ca->dir, CA_EK_TEMPLATE_FILE);
+        goto out;
+    }
+    for (i = 0; i < G_N_ELEMENTS(ca_ek_ext_oids); i++) {
+        gnutls_datum_t ext;
+
+        if (gnutls_x509_crt_get_extension_by_oid2(tmpl, ca_ek_ext_oids[i], 0,
+                                                  &ext,
+                                                  &ca->ek_ext_critical[i])
+            < 0) {
+            error_setg(errp, "coco-attest-ca: %s/%s lacks extension %s",
+                       ca->dir, CA_EK_TEMPLATE_FILE, ca_ek_ext_oids[i]);
+            goto out;
+        }
+        ca->ek_ext[i] = g_bytes_new(ext.data, ext.size);
+        gnutls_free(ext.data);
+    }
+    ok = true;
+out:
+    if (tmpl) {
+        gnutls_x509_crt_deinit(tmpl);
+    }
+    g_free(pem.data);
+    return ok;
+}
+
 static void ca_complete(UserCreatable *uc, Error **errp)
 {
     CocoAttestCa *ca = COCO_ATTEST_CA(uc);
@@ -269,7 +332,7 @@ static void ca_complete(UserCreatable *uc, Error **errp)
         goto out;
     }
     xkey = NULL;                /* owned by ca->key now */
-    if (!ca_load_chain(ca, errp)) {
+    if (!ca_load_chain(ca, errp) || !ca_load_ek_template(ca, errp)) {
         goto out;
     }
     ca->tokens = ca->burst;
@@ -514,6 +577,300 @@ out:
     return res;
 }
 
+/* A bounded big-endian reader over a guest-supplied TPM structure */
+typedef struct TpmReader {
+    const uint8_t *p;
+    size_t left;
+    bool bad;
+} TpmReader;
+
+static uint16_t tpm_u16(TpmReader *r)
+{
+    uint16_t v;
+
+    if (r->left < 2) {
+        r->bad = true;
+        return 0;
+    }
+    v = lduw_be_p(r->p);
+    r->p += 2;
+    r->left -= 2;
+    return v;
+}
+
+static uint32_t tpm_u32(TpmReader *r)
+{
+    uint32_t v = (uint32_t)tpm_u16(r) << 16;
+
+    return v | tpm_u16(r);
+}
+
+/* A TPM2B: size then bytes; returns them in place (NULL if truncated). */
+static const uint8_t *tpm_2b(TpmReader *r, uint16_t *size)
+{
+    const uint8_t *p;
+
+    *size = tpm_u16(r);
+    if (r->bad || r->left < *size) {
+        r->bad = true;
+        return NULL;
+    }
+    p = r->p;
+    r->p += *size;
+    r->left -= *size;
+    return p;
+}
+
+/* TPMT_SYM_DEF_OBJECT, TPMT_*_SCHEME, TPMT_KDF_SCHEME: alg [+ details] */
+static void tpm_skip_alg(TpmReader *r, int details)
+{
+    if (tpm_u16(r) != TPM_ALG_NULL) {
+        while (details--) {
+            tpm_u16(r);
+        }
+    }
+}
+
+/*
+ * Parse a TPMT_PUBLIC (RSA or ECC; TPM 2.0 Part 2, 12.2.4) into a GnuTLS
+ * public key.  Every length is checked against the buffer.
+ */
+static gnutls_pubkey_t tpmt_public_to_pubkey(const uint8_t *buf, size_t len,
+                                             char **why)
+{
+    TpmReader r = { .p = buf, .left = len };
+    gnutls_pubkey_t pub = NULL;
+    uint16_t type, size, xs, ys;
+    const uint8_t *m, *x, *y;
+    gnutls_datum_t a, b;
+    uint8_t e[4];
+    uint32_t exp;
+    int ret = -1;
+
+    type = tpm_u16(&r);
+    tpm_u16(&r);                        /* nameAlg */
+    tpm_u32(&r);                        /* objectAttributes */
+    tpm_2b(&r, &size);                  /* authPolicy */
+    tpm_skip_alg(&r, 2);                /* symmetric: keyBits, mode */
+    tpm_skip_alg(&r, 1);                /* scheme: hashAlg */
+    if (type == TPM_ALG_RSA) {
+        tpm_u16(&r);                    /* keyBits */
+        exp = tpm_u32(&r);
+        m = tpm_2b(&r, &size);
+        if (r.bad || size == 0) {
+            goto bad;
+        }
+        stl_be_p(e, exp ? exp : 65537);
+        a = (gnutls_datum_t) { .data = (unsigned char *)m, .size = size };
+        b = (gnutls_datum_t) { .data = e, .size = sizeof(e) };
+        ret = gnutls_pubkey_init(&pub);
+        if (ret >= 0) {
+            ret = gnutls_pubkey_import_rsa_raw(pub, &a, &b);
+        }
+    } else if (type == TPM_ALG_ECC) {
+        uint16_t curve = tpm_u16(&r);
+
+        tpm_skip_alg(&r, 1);            /* kdf: hashAlg */
+        x = tpm_2b(&r, &xs);
+        y = tpm_2b(&r, &ys);
+        if (r.bad || (curve != TPM_ECC_NIST_P256 &&
+                      curve != TPM_ECC_NIST_P384)) {
+            goto bad;
+        }
+        a = (gnutls_datum_t) { .data = (unsigned char *)x, .size = xs };
+        b = (gnutls_datum_t) { .data = (unsigned char *)y, .size = ys };
+        ret = gnutls_pubkey_init(&pub);
+        if (ret >= 0) {
+            ret = gnutls_pubkey_import_ecc_raw(
+                pub, curve == TPM_ECC_NIST_P256 ? GNUTLS_ECC_CURVE_SECP256R1
+                                                : GNUTLS_ECC_CURVE_SECP384R1,
+                &a, &b);
+        }
+    } else {
+        goto bad;
+    }
+    if (ret >= 0 && r.left == 0) {
+        return pub;
+    }
+bad:
+    *why = g_strdup_printf("malformed or unsupported TPMT_PUBLIC (%zu "
+                           "bytes)", len);
+    if (pub) {
+        gnutls_pubkey_deinit(pub);
+    }
+    return NULL;
+}
+
+/* Does the key fit the NV index's key type? */
+static bool ca_ek_type_ok(gnutls_pubkey_t pub, uint32_t nv)
+{
+    unsigned int bits = 0;
+    int algo = gnutls_pubkey_get_pk_algorithm(pub, &bits);
+
+    switch (nv) {
+    case NV_EK_RSA2048:
+        return algo == GNUTLS_PK_RSA && bits == 2048;
+    case NV_EK_ECC_P256:
+        return algo == GNUTLS_PK_ECDSA && bits == 256;
+    case NV_EK_ECC_P384:
+        return algo == GNUTLS_PK_ECDSA && bits == 384;
+    }
+    return false;
+}
+
+static bool ca_write_file(const char *path, const void *data, size_t len,
+                          char **why)
+{
+    g_autoptr(GError) gerr = NULL;
+
+    /* g_file_set_contents_full writes a temporary file and renames it */
+    if (!g_file_set_contents_full(path, data, len,
+                                  G_FILE_SET_CONTENTS_CONSISTENT, 0640,
+                                  &gerr)) {
+        *why = g_strdup(gerr->message);
+        return false;
+    }
+    return true;
+}
+
+CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
+                                             CocoAttestKeyFormat format,
+                                             const uint8_t *key, size_t len,
+                                             GPtrArray **certs, char **why)
+{
+    g_autofree char *pub_path = g_strdup_printf("%s/%s/ek-%08x.pub",
+                                                ca->dir, CA_EK_DIR, nv);
+    g_autofree char *crt_path = g_strdup_printf("%s/%s/ek-%08x.crt",
+                                                ca->dir, CA_EK_DIR, nv);
+    g_autofree gchar *old = NULL, *old_crt = NULL;
+    gnutls_pubkey_t pub = NULL;
+    gnutls_x509_crt_t crt = NULL;
+    gnutls_datum_t spki = { 0 }, der = { 0 }, d;
+    gsize old_len, old_crt_len;
+    CocoAttestCaResult res = COCO_ATTEST_CA_MALFORMED;
+    size_t i;
+    int ret;
+
+    if (len > CA_MAX_CSR) {
+        *why = g_strdup_printf("EK public key of %zu bytes", len);
+        return COCO_ATTEST_CA_MALFORMED;
+    }
+    if (format == COCO_ATTEST_KEY_TPMT_PUBLIC) {
+        pub = tpmt_public_to_pubkey(key, len, why);
+        if (!pub) {
+            return COCO_ATTEST_CA_MALFORMED;
+        }
+    } else {
+        d = (gnutls_datum_t) { .data = (unsigned char *)key, .size = len };
+        if (gnutls_pubkey_init(&pub) < 0 ||
+            gnutls_pubkey_import(pub, &d, GNUTLS_X509_FMT_DER) < 0) {
+            *why = g_strdup("not a DER SubjectPublicKeyInfo");
+            goto out;
+        }
+    }
+    if (!ca_ek_type_ok(pub, nv)) {
+        *why = g_strdup_printf("key type does not match NV index 0x%08x", nv);
+        res = COCO_ATTEST_CA_UNSUPPORTED_KEY;
+        goto out;
+    }
+    if (gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) < 0) {
+        res = COCO_ATTEST_CA_FAILED;
+        goto out;
+    }
+
+    qemu_mutex_lock(&ca->lock);
+    if (g_file_get_contents(pub_path, &old, &old_len, NULL)) {
+        if (old_len == spki.size && !memcmp(old, spki.data, old_len) &&
+            g_file_get_contents(crt_path, &old_crt, &old_crt_len, NULL) &&
+            old_crt_len && old_crt_len <= CA_MAX_CERT_FILE) {
+            /* the same EK again: the same certificate, stable */
+            d = (gnutls_datum_t) { .data = (unsigned char *)old_crt,
+                                   .size = old_crt_len };
+            *certs = ca_chain_with(ca, &d);
+            res = COCO_ATTEST_CA_OK;
+            goto unlock;
+        }
+        if (!ca->claims.ek_rekey) {
+            *why = g_strdup_printf("NV index 0x%08x already has another EK "
+                                   "and the policy forbids re-keying", nv);
+            res = COCO_ATTEST_CA_EK_MISMATCH;
+            goto unlock;
+        }
+    }
+    res = COCO_ATTEST_CA_FAILED;
+    ret = gnutls_x509_crt_init(&crt);
+    if (ret >= 0) {
+        ret = gnutls_x509_crt_set_version(crt, 3);
+    }
+    if (ret >= 0) {
+        ret = ca_set_serial(crt);
+    }
+    if (ret >= 0) {
+        ret = gnutls_x509_crt_set_activation_time(crt, time(NULL) - 300);
+    }
+    if (ret >= 0) {
+        /* an EK lives as long as its TPM: 99991231235959Z */
+        ret = gnutls_x509_crt_set_expiration_time(
+            crt, GNUTLS_X509_NO_WELL_DEFINED_EXPIRATION);
+    }
+    if (ret >= 0) {
+        ret = gnutls_x509_crt_set_pubkey(crt, pub);
+    }
+    for (i = 0; ret >= 0 && i < G_N_ELEMENTS(ca_ek_ext_oids); i++) {
+        ret = gnutls_x509_crt_set_extension_by_oid(
+            crt, ca_ek_ext_oids[i], g_bytes_get_data(ca->ek_ext[i], NULL),
+            g_bytes_get_size(ca->ek_ext[i]), ca->ek_ext_critical[i]);
+    }
+    if (ret >= 0) {
+        ret = gnutls_x509_crt_set_basic_constraints(crt, 0, -1);
+    }
+    if (ret >= 0) {
+        ret = gnutls_x509_crt_set_key_usage(
+            crt, nv == NV_EK_RSA2048 ? GNUTLS_KEY_KEY_ENCIPHERMENT
+                                     : GNUTLS_KEY_KEY_AGREEMENT);
+    }
+    if (ret >= 0) {
+        ret = gnutls_x509_crt_set_extension_by_oid(
+            crt, ca->claims.oid, g_bytes_get_data(ca->identity_ext, NULL),
+            g_bytes_get_size(ca->identity_ext), 0);
+    }
+    if (ret >= 0) {
+        ret = gnutls_x509_crt_set_authority_key_id(crt, ca->issuer_ski,
+                                                   ca->issuer_ski_len);
+    }
+    if (ret >= 0) {
+        ret = gnutls_x509_crt_privkey_sign(crt, ca->issuer, ca->key,
+                                           GNUTLS_DIG_SHA256, 0);
+    }
+    if (ret >= 0) {
+        ret = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &der);
+    }
+    if (ret < 0) {
+        *why = g_strdup_printf("issuing the EK certificate: %s",
+                               gnutls_strerror(ret));
+        goto unlock;
+    }
+    /* the certificate first: a .pub without it is treated as absent */
+    if (!ca_write_file(crt_path, der.data, der.size, why) ||
+        !ca_write_file(pub_path, spki.data, spki.size, why)) {
+        goto unlock;
+    }
+    *certs = ca_chain_with(ca, &der);
+    res = COCO_ATTEST_CA_OK;
+unlock:
+    qemu_mutex_unlock(&ca->lock);
+out:
+    gnutls_free(der.data);
+    gnutls_free(spki.data);
+    if (crt) {
+        gnutls_x509_crt_deinit(crt);
+    }
+    if (pub) {
+        gnutls_pubkey_deinit(pub);
+    }
+    return res;
+}
+
 CocoAttestCaResult coco_attest_ca_ek_cert(CocoAttestCa *ca, uint32_t nv,
                                           GPtrArray **certs)
 {
@@ -569,6 +926,7 @@ static void ca_instance_finalize(Object *obj)
 {
     CocoAttestCa *ca = COCO_ATTEST_CA(obj);
     CocoAttestClaims *c = &ca->claims;
+    size_t i;
 
     if (ca->key) {
         gnutls_privkey_deinit(ca->key);
@@ -581,6 +939,11 @@ static void ca_instance_finalize(Object *obj)
     }
     if (ca->identity_ext) {
         g_bytes_unref(ca->identity_ext);
+    }
+    for (i = 0; i < G_N_ELEMENTS(ca->ek_ext); i++) {
+        if (ca->ek_ext[i]) {
+            g_bytes_unref(ca->ek_ext[i]);
+        }
     }
     g_free(c->project_id);
     g_free(c->zone);

@@ -36,6 +36,7 @@ typedef enum CocoAttestCaResult {
     COCO_ATTEST_CA_UNSUPPORTED_KEY, /* key type or size not accepted */
     COCO_ATTEST_CA_NOT_PROVISIONED, /* no such certificate */
     COCO_ATTEST_CA_EXPIRED,         /* the issuing certificate expired */
+    COCO_ATTEST_CA_EK_MISMATCH,     /* another EK is certified already */
     COCO_ATTEST_CA_FAILED,          /* host-side failure */
 } CocoAttestCaResult;
 
@@ -59,6 +60,24 @@ CocoAttestCaResult coco_attest_ca_certify_csr(CocoAttestCa *ca,
                                               const uint8_t *csr,
                                               size_t len, GPtrArray **certs,
                                               char **why);
+
+/* How an EK public key is given to coco_attest_ca_certify_ek() */
+typedef enum CocoAttestKeyFormat {
+    COCO_ATTEST_KEY_SPKI = 1,       /* DER SubjectPublicKeyInfo */
+    COCO_ATTEST_KEY_TPMT_PUBLIC,    /* TPM 2.0 TPMT_PUBLIC */
+} CocoAttestKeyFormat;
+
+/*
+ * Certify an EK for a TCG NV index (which fixes the key type) per the TCG
+ * EK Credential Profile, and keep the result in the instance directory:
+ * the same key later gets the same certificate; another key is refused
+ * (COCO_ATTEST_CA_EK_MISMATCH) unless the policy allows re-keying.
+ * Thread-safe; does file I/O.
+ */
+CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
+                                             CocoAttestKeyFormat format,
+                                             const uint8_t *key, size_t len,
+                                             GPtrArray **certs, char **why);
 
 /*
  * The pre-provisioned EK certificate for a TCG NV index, with the chain,

@@ -585,6 +585,7 @@ static void coca_ca_result(CocoAttestReq *req, CocoAttestCaResult r,
         [COCO_ATTEST_CA_UNSUPPORTED_KEY] = COCA_STATUS_UNSUPPORTED_KEY,
         [COCO_ATTEST_CA_NOT_PROVISIONED] = COCA_STATUS_NOT_PROVISIONED,
         [COCO_ATTEST_CA_EXPIRED] = COCA_STATUS_EXPIRED,
+        [COCO_ATTEST_CA_EK_MISMATCH] = COCA_STATUS_EK_MISMATCH,
         [COCO_ATTEST_CA_FAILED] = COCA_STATUS_INTERNAL,
     };
     struct coca_cert_list hdr = { 0 };
@@ -644,6 +645,54 @@ static void coca_op_get_ek_cert(CocoAttestReq *req)
     coca_defer(req, coca_ek_cert_work, 0);
 }
 
+/* Runs in the thread pool: parses the key, signs, persists. */
+static int coca_certify_ek_work(void *opaque)
+{
+    CocoAttestReq *req = opaque;
+    size_t off = sizeof(struct coca_certify_ek_req);
+    struct coca_certify_ek_req r;
+    GPtrArray *certs = NULL;
+    CocoAttestCaResult res;
+
+    memcpy(&r, req->in, sizeof(r));
+    res = coco_attest_ca_certify_ek(req->ca, le32_to_cpu(r.nv_index),
+                                    le32_to_cpu(r.format), req->in + off,
+                                    req->in_len - off, &certs, &req->why);
+    coca_ca_result(req, res, certs);
+    return 0;
+}
+
+static void coca_op_certify_ek(CocoAttestReq *req)
+{
+    struct coca_certify_ek_req r;
+    uint32_t nv, format;
+
+    if (req->in_len <= sizeof(r)) {
+        COCA_LOG("CERTIFY_EK payload too short (%u bytes)", req->in_len);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    memcpy(&r, req->in, sizeof(r));
+    nv = le32_to_cpu(r.nv_index);
+    format = le32_to_cpu(r.format);
+    if ((nv != COCA_NV_EK_RSA2048 && nv != COCA_NV_EK_ECC_P256 &&
+         nv != COCA_NV_EK_ECC_P384) ||
+        (format != COCA_KEY_FORMAT_SPKI &&
+         format != COCA_KEY_FORMAT_TPMT_PUBLIC)) {
+        COCA_LOG("CERTIFY_EK: unknown NV index 0x%x or format %u", nv,
+                 format);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    if (!coco_attest_ca_take_token(req->s->ca)) {
+        COCA_LOG("CERTIFY_EK: signing rate limit reached");
+        coca_fail(req, COCA_STATUS_RATE_LIMITED);
+        return;
+    }
+    req->ca = COCO_ATTEST_CA(object_ref(OBJECT(req->s->ca)));
+    coca_defer(req, coca_certify_ek_work, 0);
+}
+
 /* Runs in the thread pool: verifies the proof and signs. */
 static int coca_certify_ak_work(void *opaque)
 {
@@ -694,6 +743,7 @@ static const struct {
     { COCA_OP_GET_IDENTITY, COCA_FEAT_IDENTITY, coca_op_get_identity },
     { COCA_OP_GET_NONCE, COCA_FEAT_IDENTITY, coca_op_get_nonce },
     { COCA_OP_GET_EK_CERT, COCA_FEAT_IDENTITY, coca_op_get_ek_cert },
+    { COCA_OP_CERTIFY_EK, COCA_FEAT_IDENTITY, coca_op_certify_ek },
     { COCA_OP_CERTIFY_AK, COCA_FEAT_IDENTITY, coca_op_certify_ak },
 };
 

@@ -70,7 +70,8 @@ expect_fail "init-ca refuses to overwrite a CA key" "refusing to overwrite" \
 # --- provisioning ----------------------------------------------------
 "$P" provision --ca-dir ca --instance-dir inst "${claims[@]}" > /dev/null
 ok $? "provision an instance directory"
-for f in identity.conf issuer.key issuer.crt chain.pem root.crt; do
+for f in identity.conf issuer.key issuer.crt chain.pem root.crt \
+         ek-template.crt; do
     [ -f "inst/$f" ] || { echo "# missing $f"; false; }
 done
 ok $? "the directory holds identity, key, certificate, chain and root"
@@ -123,8 +124,9 @@ if getent group nogroup > /dev/null; then
     "$P" provision --ca-dir ca --instance-dir inst-grp --group nogroup \
         "${claims[@]}" > /dev/null &&
         [ "$(stat -c '%a %U %G' inst-grp)" = "750 root nogroup" ] &&
-        [ "$(stat -c '%a %U %G' inst-grp/issuer.key)" = "640 root nogroup" ]
-    ok $? "--group: root:GROUP 0750 directory, 0640 files"
+        [ "$(stat -c '%a %U %G' inst-grp/issuer.key)" = "640 root nogroup" ] &&
+        [ "$(stat -c '%a %U %G' inst-grp/ek)" = "2770 root nogroup" ]
+    ok $? "--group: root:GROUP 0750 directory, 0640 files, 2770 ek/"
 fi
 
 # --- EK certificates -------------------------------------------------

@@ -1354,6 +1354,7 @@ static void test_access_size(void)
 
 #ifdef CONFIG_GNUTLS
 #include <gnutls/gnutls.h>
+#include <gnutls/abstract.h>
 #include <gnutls/x509.h>
 
 static const char *ca_dir(void)
@@ -1851,6 +1852,302 @@ static void test_ca_ek_cert(void)
     coca_stop(c);
 }
 
+
+/* A private copy of the instance directory (EK state gets written). */
+static char *ca_dir_copy(const char *dir, bool rekey)
+{
+    g_autofree char *tmp = g_dir_make_tmp("coca-ek-XXXXXX", NULL);
+    char *d = g_build_filename(tmp, "instance", NULL);
+    g_autofree char *cp = g_strdup_printf("cp -a %s %s", dir, d);
+    g_autofree char *conf = g_build_filename(d, "identity.conf", NULL);
+    g_autofree char *text = NULL;
+
+    g_assert_true(g_spawn_command_line_sync(cp, NULL, NULL, NULL, NULL));
+    if (rekey) {
+        g_assert_true(g_file_get_contents(conf, &text, NULL, NULL));
+        g_autofree char *t2 = g_strjoinv("rekey=true",
+                                         g_strsplit(text, "rekey=false", 2));
+        g_assert_true(g_file_set_contents(conf, t2, -1, NULL));
+    }
+    return d;
+}
+
+static void rm_dir_copy(char *d)
+{
+    g_autofree char *parent = g_path_get_dirname(d);
+    g_autofree char *rm = g_strdup_printf("rm -rf %s", parent);
+
+    g_assert_true(g_spawn_command_line_sync(rm, NULL, NULL, NULL, NULL));
+    g_free(d);
+}
+
+static GBytes *spki_of(gnutls_x509_privkey_t key)
+{
+    gnutls_pubkey_t pub;
+    gnutls_datum_t der;
+    GBytes *b;
+
+    g_assert_cmpint(gnutls_pubkey_init(&pub), ==, 0);
+    {
+        gnutls_privkey_t pk;
+
+        g_assert_cmpint(gnutls_privkey_init(&pk), ==, 0);
+        g_assert_cmpint(gnutls_privkey_import_x509(pk, key, 0), ==, 0);
+        g_assert_cmpint(gnutls_pubkey_import_privkey(pub, pk, 0, 0), ==, 0);
+        gnutls_privkey_deinit(pk);
+    }
+    g_assert_cmpint(gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &der), ==,
+                    0);
+    b = g_bytes_new(der.data, der.size);
+    gnutls_free(der.data);
+    gnutls_pubkey_deinit(pub);
+    return b;
+}
+
+/* A TPMT_PUBLIC for an RSA-2048 key, as a vTPM would marshal it. */
+static GBytes *tpmt_rsa(gnutls_x509_privkey_t key)
+{
+    gnutls_datum_t m, e;
+    GByteArray *t = g_byte_array_new();
+    uint8_t w[4];
+    size_t off = 0;
+
+    g_assert_cmpint(gnutls_x509_privkey_export_rsa_raw(key, &m, &e, NULL,
+                                                       NULL, NULL, NULL),
+                    ==, 0);
+    /* skip the sign byte GnuTLS may add */
+    while (off < m.size && m.data[off] == 0) {
+        off++;
+    }
+#define PUT16(v) do { stw_be_p(w, v); g_byte_array_append(t, w, 2); } while (0)
+#define PUT32(v) do { stl_be_p(w, v); g_byte_array_append(t, w, 4); } while (0)
+    PUT16(0x0001);              /* TPM_ALG_RSA */
+    PUT16(0x000b);              /* nameAlg SHA-256 */
+    PUT32(0x000300b2);          /* objectAttributes (EK template) */
+    PUT16(0);                   /* authPolicy: empty */
+    PUT16(0x0006);              /* symmetric: AES */
+    PUT16(128);
+    PUT16(0x0043);              /* CFB */
+    PUT16(0x0010);              /* scheme: NULL */
+    PUT16(2048);
+    PUT32(0);                   /* default exponent */
+    PUT16(m.size - off);
+    g_byte_array_append(t, m.data + off, m.size - off);
+#undef PUT16
+#undef PUT32
+    gnutls_free(m.data);
+    gnutls_free(e.data);
+    return g_byte_array_free_to_bytes(t);
+}
+
+static uint32_t certify_ek(Coca *c, uint32_t nv, uint32_t format,
+                           GBytes *key, GPtrArray **certs)
+{
+    size_t n = g_bytes_get_size(key);
+    g_autofree uint8_t *req = g_malloc0(8 + n);
+    g_autofree uint8_t *resp = NULL;
+    uint32_t len, st;
+
+    stl_le_p(req, nv);
+    stl_le_p(req + 4, format);
+    memcpy(req + 8, g_bytes_get_data(key, NULL), n);
+    st = ca_call(c, COCA_OP_CERTIFY_EK, req, 8 + n, &resp, &len);
+    if (st == COCA_STATUS_OK && certs) {
+        *certs = cert_list(resp, len);
+    }
+    return st;
+}
+
+/* The TCG EK profile of an issued EK certificate */
+static void check_ek_profile(GBytes *der, unsigned int key_usage)
+{
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t d = {
+        .data = (unsigned char *)g_bytes_get_data(der, NULL),
+        .size = g_bytes_get_size(der),
+    };
+    char buf[256];
+    size_t len = sizeof(buf);
+    unsigned int critical, ku, ca_flag;
+    int pathlen;
+
+    g_assert_cmpint(gnutls_x509_crt_init(&crt), ==, 0);
+    g_assert_cmpint(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER), ==,
+                    0);
+    g_assert_cmpint(gnutls_x509_crt_get_dn(crt, buf, &len), <, 0);
+    len = sizeof(buf);
+    g_assert_cmpint(gnutls_x509_crt_get_subject_alt_name(crt, 0, buf, &len,
+                                                         NULL),
+                    ==, GNUTLS_SAN_DN);
+    g_assert_nonnull(strstr(buf, "2.23.133.2.1="));
+    len = sizeof(buf);
+    g_assert_cmpint(gnutls_x509_crt_get_extension_by_oid(crt, "2.5.29.17", 0,
+                                                         buf, &len,
+                                                         &critical), ==, 0);
+    g_assert_cmpuint(critical, ==, 1);
+    len = sizeof(buf);
+    g_assert_cmpint(gnutls_x509_crt_get_key_purpose_oid(crt, 0, buf, &len,
+                                                        NULL), ==, 0);
+    g_assert_cmpstr(buf, ==, "2.23.133.8.1");
+    g_assert_cmpint(gnutls_x509_crt_get_key_usage(crt, &ku, &critical), >=,
+                    0);
+    g_assert_cmphex(ku, ==, key_usage);
+    g_assert_cmpint(gnutls_x509_crt_get_basic_constraints(crt, &critical,
+                                                          &ca_flag,
+                                                          &pathlen), ==, 0);
+    g_assert_cmpint(gnutls_x509_crt_get_expiration_time(crt), ==,
+                    GNUTLS_X509_NO_WELL_DEFINED_EXPIRATION);
+    len = sizeof(buf);
+    g_assert_cmpint(gnutls_x509_crt_get_extension_by_oid(crt, "2.5.29.9", 0,
+                                                         buf, &len, NULL),
+                    ==, 0);
+    gnutls_x509_crt_deinit(crt);
+}
+
+static void test_ca_certify_ek(void)
+{
+    const char *dir = ca_dir();
+    g_autofree char *obj = NULL;
+    char *d;
+    gnutls_x509_privkey_t k1, k2, rsa;
+    g_autoptr(GBytes) s1 = NULL, s2 = NULL, t = NULL;
+    g_autoptr(GPtrArray) c1 = NULL, c2 = NULL, c3 = NULL, c4 = NULL;
+    struct coca_ek_cert_req r = { 0 };
+    g_autofree uint8_t *resp = NULL;
+    uint32_t len;
+    Coca *c;
+
+    if (!dir) {
+        return;
+    }
+    d = ca_dir_copy(dir, false);
+    k1 = new_key(GNUTLS_PK_ECDSA,
+                 GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP384R1));
+    k2 = new_key(GNUTLS_PK_ECDSA,
+                 GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP384R1));
+    rsa = new_key(GNUTLS_PK_RSA, 2048);
+    s1 = spki_of(k1);
+    s2 = spki_of(k2);
+    t = tpmt_rsa(rsa);
+
+    /* first boot: issued, per the TCG profile, chained to the host CA */
+    c = ca_ready(d, NULL);
+    g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P384, COCA_KEY_FORMAT_SPKI,
+                                s1, &c1), ==, COCA_STATUS_OK);
+    verify_chain(d, c1);
+    check_ek_profile(g_ptr_array_index(c1, 0), GNUTLS_KEY_KEY_AGREEMENT);
+    /* the same EK again: the same certificate */
+    g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P384, COCA_KEY_FORMAT_SPKI,
+                                s1, &c2), ==, COCA_STATUS_OK);
+    g_assert_true(g_bytes_equal(g_ptr_array_index(c1, 0),
+                                g_ptr_array_index(c2, 0)));
+    /* another EK: refused by the default policy */
+    g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P384, COCA_KEY_FORMAT_SPKI,
+                                s2, NULL), ==, COCA_STATUS_EK_MISMATCH);
+    /* a TPM-native RSA EK */
+    g_assert_cmpuint(certify_ek(c, COCA_NV_EK_RSA2048,
+                                COCA_KEY_FORMAT_TPMT_PUBLIC, t, &c3), ==,
+                     COCA_STATUS_OK);
+    verify_chain(d, c3);
+    check_ek_profile(g_ptr_array_index(c3, 0), GNUTLS_KEY_KEY_ENCIPHERMENT);
+    coca_stop(c);
+
+    /* next boot: persisted, fetched without certifying again */
+    c = ca_ready(d, NULL);
+    r.nv_index = cpu_to_le32(COCA_NV_EK_ECC_P384);
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_EK_CERT, &r, sizeof(r), &resp,
+                             &len), ==, COCA_STATUS_OK);
+    c4 = cert_list(resp, len);
+    g_assert_true(g_bytes_equal(g_ptr_array_index(c1, 0),
+                                g_ptr_array_index(c4, 0)));
+    g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P384, COCA_KEY_FORMAT_SPKI,
+                                s2, NULL), ==, COCA_STATUS_EK_MISMATCH);
+    coca_stop(c);
+    rm_dir_copy(d);
+
+    /* a policy that allows re-keying */
+    d = ca_dir_copy(dir, true);
+    c = ca_ready(d, NULL);
+    g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P384, COCA_KEY_FORMAT_SPKI,
+                                s1, NULL), ==, COCA_STATUS_OK);
+    g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P384, COCA_KEY_FORMAT_SPKI,
+                                s2, NULL), ==, COCA_STATUS_OK);
+    coca_stop(c);
+    rm_dir_copy(d);
+    gnutls_x509_privkey_deinit(k1);
+    gnutls_x509_privkey_deinit(k2);
+    gnutls_x509_privkey_deinit(rsa);
+}
+
+static void test_ca_bad_ek(void)
+{
+    const char *dir = ca_dir();
+    gnutls_x509_privkey_t p256, rsa;
+    g_autoptr(GBytes) s = NULL, t = NULL;
+    g_autofree uint8_t *junk = NULL;
+    char *d;
+    Coca *c;
+    size_t n;
+
+    if (!dir) {
+        return;
+    }
+    d = ca_dir_copy(dir, false);
+    p256 = new_key(GNUTLS_PK_ECDSA,
+                   GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1));
+    rsa = new_key(GNUTLS_PK_RSA, 2048);
+    s = spki_of(p256);
+    t = tpmt_rsa(rsa);
+    n = g_bytes_get_size(t);
+    c = ca_ready(d, ",burst=100");
+
+    /* a key that does not fit the NV index */
+    g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P384, COCA_KEY_FORMAT_SPKI,
+                                s, NULL), ==, COCA_STATUS_UNSUPPORTED_KEY);
+    /* unknown NV index or format */
+    g_assert_cmpuint(certify_ek(c, 0x01c00099, COCA_KEY_FORMAT_SPKI, s,
+                                NULL), ==, COCA_STATUS_INVALID);
+    g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P384, 7, s, NULL), ==,
+                     COCA_STATUS_INVALID);
+    /* not a key */
+    junk = g_malloc0(n + 1);
+    {
+        g_autoptr(GBytes) j = g_bytes_new(junk, 64);
+
+        g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P384,
+                                    COCA_KEY_FORMAT_SPKI, j, NULL), ==,
+                         COCA_STATUS_INVALID);
+        g_assert_cmpuint(certify_ek(c, COCA_NV_EK_RSA2048,
+                                    COCA_KEY_FORMAT_TPMT_PUBLIC, j, NULL), ==,
+                         COCA_STATUS_INVALID);
+    }
+    /* a truncated TPMT_PUBLIC, and one with bytes after it */
+    memcpy(junk, g_bytes_get_data(t, NULL), n);
+    {
+        g_autoptr(GBytes) trunc = g_bytes_new(junk, n - 1);
+        g_autoptr(GBytes) extra = g_bytes_new(junk, n + 1);
+        g_autoptr(GBytes) lying = NULL;
+
+        g_assert_cmpuint(certify_ek(c, COCA_NV_EK_RSA2048,
+                                    COCA_KEY_FORMAT_TPMT_PUBLIC, trunc,
+                                    NULL), ==, COCA_STATUS_INVALID);
+        g_assert_cmpuint(certify_ek(c, COCA_NV_EK_RSA2048,
+                                    COCA_KEY_FORMAT_TPMT_PUBLIC, extra,
+                                    NULL), ==, COCA_STATUS_INVALID);
+        /* a modulus size field larger than the buffer */
+        stw_be_p(junk + n - 256 - 2, 0xffff);
+        lying = g_bytes_new(junk, n);
+        g_assert_cmpuint(certify_ek(c, COCA_NV_EK_RSA2048,
+                                    COCA_KEY_FORMAT_TPMT_PUBLIC, lying,
+                                    NULL), ==, COCA_STATUS_INVALID);
+    }
+    echo_ok(c);
+    coca_stop(c);
+    rm_dir_copy(d);
+    gnutls_x509_privkey_deinit(p256);
+    gnutls_x509_privkey_deinit(rsa);
+}
+
 /* Without IDENTITY negotiated, or without a backend, no identity. */
 static void test_ca_feature(void)
 {
@@ -1979,6 +2276,8 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/ca/bad-csr", test_ca_bad_csr);
     qtest_add_func("/coco-attest/ca/rate-limit", test_ca_rate_limit);
     qtest_add_func("/coco-attest/ca/ek-cert", test_ca_ek_cert);
+    qtest_add_func("/coco-attest/ca/certify-ek", test_ca_certify_ek);
+    qtest_add_func("/coco-attest/ca/bad-ek", test_ca_bad_ek);
     qtest_add_func("/coco-attest/ca/feature", test_ca_feature);
     qtest_add_func("/coco-attest/ca/startup-errors", test_ca_startup_errors);
 #endif

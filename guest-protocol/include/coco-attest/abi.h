@@ -141,6 +141,7 @@ COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
 #define COCA_OP_GET_IDENTITY    0x0010  /* needs COCA_FEAT_IDENTITY */
 #define COCA_OP_GET_NONCE       0x0011  /* needs COCA_FEAT_IDENTITY */
 #define COCA_OP_GET_EK_CERT     0x0012  /* needs COCA_FEAT_IDENTITY */
+#define COCA_OP_CERTIFY_EK      0x0013  /* needs COCA_FEAT_IDENTITY */
 #define COCA_OP_CERTIFY_AK      0x0014  /* needs COCA_FEAT_IDENTITY */
 
 /* Status codes (coca_hdr.status) */
@@ -162,6 +163,7 @@ COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
 #define COCA_STATUS_BAD_SIGNATURE       15  /* proof of possession failed */
 #define COCA_STATUS_UNSUPPORTED_KEY     16  /* key type/size not accepted */
 #define COCA_STATUS_EXPIRED             17  /* instance material expired */
+#define COCA_STATUS_EK_MISMATCH         18  /* another EK was certified */
 
 /* The guest writes this into coca_hdr.status before ringing */
 #define COCA_STATUS_NONE                0xffffffffu
@@ -259,6 +261,21 @@ struct coca_ek_cert_req {
     uint32_t reserved;      /* zero */
 };
 COCA_ABI_ASSERT(sizeof(struct coca_ek_cert_req) == 8);
+
+/*
+ * COCA_OP_CERTIFY_EK: this header, then the EK public key.  The first
+ * certification of an NV index is kept by the host: later requests with
+ * the same key get the same certificate, a different key is refused with
+ * COCA_STATUS_EK_MISMATCH unless the instance's policy allows re-keying.
+ */
+#define COCA_KEY_FORMAT_SPKI        1   /* DER SubjectPublicKeyInfo */
+#define COCA_KEY_FORMAT_TPMT_PUBLIC 2   /* TPM 2.0 TPMT_PUBLIC (big-endian) */
+
+struct coca_certify_ek_req {
+    uint32_t nv_index;      /* COCA_NV_EK_*: also fixes the key type */
+    uint32_t format;        /* COCA_KEY_FORMAT_* */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_certify_ek_req) == 8);
 
 /* COCA_OP_CERTIFY_AK: this header, then the proof in the given format */
 #define COCA_AK_FORMAT_CSR      1   /* PKCS#10 CSR, DER */
