@@ -34,6 +34,17 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
     g_assert_not_reached();
 }
 
+CocoAttestCaResult coco_attest_ca_certify_tpm_ak(CocoAttestCa *ca,
+                                                 const uint8_t *buf,
+                                                 size_t len,
+                                                 const uint8_t *nonce,
+                                                 size_t nonce_len,
+                                                 GPtrArray **certs,
+                                                 char **why)
+{
+    g_assert_not_reached();
+}
+
 CocoAttestCaResult coco_attest_ca_ek_cert(CocoAttestCa *ca, uint32_t nv,
                                           GPtrArray **certs)
 {

@@ -633,10 +633,11 @@ static void tpm_skip_alg(TpmReader *r, int details)
 
 /*
  * Parse a TPMT_PUBLIC (RSA or ECC; TPM 2.0 Part 2, 12.2.4) into a GnuTLS
- * public key.  Every length is checked against the buffer.
+ * public key.  Every length is checked against the buffer; with rest the
+ * bytes after the structure are returned there, else there must be none.
  */
 static gnutls_pubkey_t tpmt_public_to_pubkey(const uint8_t *buf, size_t len,
-                                             char **why)
+                                             TpmReader *rest, char **why)
 {
     TpmReader r = { .p = buf, .left = len };
     gnutls_pubkey_t pub = NULL;
@@ -689,7 +690,10 @@ static gnutls_pubkey_t tpmt_public_to_pubkey(const uint8_t *buf, size_t len,
     } else {
         goto bad;
     }
-    if (ret >= 0 && r.left == 0) {
+    if (ret >= 0 && (rest || r.left == 0)) {
+        if (rest) {
+            *rest = r;
+        }
         return pub;
     }
 bad:
@@ -756,7 +760,7 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
         return COCO_ATTEST_CA_MALFORMED;
     }
     if (format == COCO_ATTEST_KEY_TPMT_PUBLIC) {
-        pub = tpmt_public_to_pubkey(key, len, why);
+        pub = tpmt_public_to_pubkey(key, len, NULL, why);
         if (!pub) {
             return COCO_ATTEST_CA_MALFORMED;
         }
@@ -868,6 +872,88 @@ out:
     if (pub) {
         gnutls_pubkey_deinit(pub);
     }
+    return res;
+}
+
+#define TPM_ALG_SHA256      0x000b
+#define TPM_ALG_RSASSA      0x0014
+#define TPM_ALG_ECDSA       0x0018
+
+CocoAttestCaResult coco_attest_ca_certify_tpm_ak(CocoAttestCa *ca,
+                                                 const uint8_t *buf,
+                                                 size_t len,
+                                                 const uint8_t *nonce,
+                                                 size_t nonce_len,
+                                                 GPtrArray **certs,
+                                                 char **why)
+{
+    TpmReader r;
+    gnutls_pubkey_t pub;
+    gnutls_datum_t data = { .data = (unsigned char *)nonce,
+                            .size = nonce_len };
+    gnutls_datum_t sig = { 0 }, a, b;
+    gnutls_sign_algorithm_t algo;
+    const uint8_t *x, *y;
+    uint16_t sig_alg, hash, xs, ys;
+    CocoAttestCaResult res = COCO_ATTEST_CA_MALFORMED;
+    int ret;
+
+    if (len > CA_MAX_CSR) {
+        *why = g_strdup_printf("TPM AK proof of %zu bytes", len);
+        return COCO_ATTEST_CA_MALFORMED;
+    }
+    pub = tpmt_public_to_pubkey(buf, len, &r, why);
+    if (!pub) {
+        return COCO_ATTEST_CA_MALFORMED;
+    }
+    /* TPMT_SIGNATURE: sigAlg, hash, then the algorithm's fields */
+    sig_alg = tpm_u16(&r);
+    hash = tpm_u16(&r);
+    if (sig_alg == TPM_ALG_ECDSA) {
+        x = tpm_2b(&r, &xs);
+        y = tpm_2b(&r, &ys);
+        if (!r.bad) {
+            a = (gnutls_datum_t) { .data = (unsigned char *)x, .size = xs };
+            b = (gnutls_datum_t) { .data = (unsigned char *)y, .size = ys };
+            if (gnutls_encode_rs_value(&sig, &a, &b) < 0) {
+                r.bad = true;
+            }
+        }
+        algo = gnutls_pk_to_sign(GNUTLS_PK_ECDSA, GNUTLS_DIG_SHA256);
+    } else if (sig_alg == TPM_ALG_RSASSA) {
+        x = tpm_2b(&r, &xs);
+        if (!r.bad) {
+            sig.data = gnutls_malloc(xs);
+            memcpy(sig.data, x, xs);
+            sig.size = xs;
+        }
+        algo = GNUTLS_SIGN_RSA_SHA256;
+    } else {
+        r.bad = true;
+        algo = GNUTLS_SIGN_UNKNOWN;
+    }
+    if (r.bad || r.left || hash != TPM_ALG_SHA256) {
+        *why = g_strdup("malformed or unsupported TPMT_SIGNATURE "
+                        "(ECDSA or RSASSA with SHA-256 expected)");
+        goto out;
+    }
+    if (!ca_key_acceptable(pub, why)) {
+        res = COCO_ATTEST_CA_UNSUPPORTED_KEY;
+        goto out;
+    }
+    /* the AK signed SHA-256(nonce): proof of possession, and freshness */
+    ret = gnutls_pubkey_verify_data2(pub, algo, 0, &data, &sig);
+    if (ret < 0) {
+        *why = g_strdup_printf("AK signature over the nonce: %s",
+                               gnutls_strerror(ret));
+        res = COCO_ATTEST_CA_BAD_SIGNATURE;
+        goto out;
+    }
+    res = ca_issue(ca, pub, GNUTLS_KEY_DIGITAL_SIGNATURE,
+                   TCG_KP_AIK_CERTIFICATE, certs, why);
+out:
+    gnutls_free(sig.data);
+    gnutls_pubkey_deinit(pub);
     return res;
 }
 

@@ -80,6 +80,19 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
                                              GPtrArray **certs, char **why);
 
 /*
+ * Certify an attestation key in the TPM-native form: buf holds the AK's
+ * TPMT_PUBLIC followed by a TPMT_SIGNATURE (ECDSA or RSASSA, SHA-256)
+ * over SHA-256(nonce).  Thread-safe.
+ */
+CocoAttestCaResult coco_attest_ca_certify_tpm_ak(CocoAttestCa *ca,
+                                                 const uint8_t *buf,
+                                                 size_t len,
+                                                 const uint8_t *nonce,
+                                                 size_t nonce_len,
+                                                 GPtrArray **certs,
+                                                 char **why);
+
+/*
  * The pre-provisioned EK certificate for a TCG NV index, with the chain,
  * or COCO_ATTEST_CA_NOT_PROVISIONED.  Thread-safe.
  */

@@ -65,6 +65,7 @@ struct CocoAttestReq {
     ThreadPoolFunc *work;       /* runs without the BQL, on in/out only */
     CocoAttestCa *ca;           /* for backend work (referenced) */
     uint32_t arg;               /* command argument parsed on the vCPU */
+    uint8_t nonce[COCA_NONCE_SIZE];     /* consumed by this request */
     char *why;                  /* a failure to log on completion */
 };
 
@@ -701,8 +702,15 @@ static int coca_certify_ak_work(void *opaque)
     GPtrArray *certs = NULL;
     CocoAttestCaResult r;
 
-    r = coco_attest_ca_certify_csr(req->ca, req->in + off, req->in_len - off,
-                                   &certs, &req->why);
+    if (req->arg == COCA_AK_FORMAT_TPM) {
+        r = coco_attest_ca_certify_tpm_ak(req->ca, req->in + off,
+                                          req->in_len - off, req->nonce,
+                                          sizeof(req->nonce), &certs,
+                                          &req->why);
+    } else {
+        r = coco_attest_ca_certify_csr(req->ca, req->in + off,
+                                       req->in_len - off, &certs, &req->why);
+    }
     coca_ca_result(req, r, certs);
     return 0;
 }
@@ -717,11 +725,22 @@ static void coca_op_certify_ak(CocoAttestReq *req)
         return;
     }
     memcpy(&r, req->in, sizeof(r));
-    if (r.reserved || le32_to_cpu(r.format) != COCA_AK_FORMAT_CSR) {
-        COCA_LOG("CERTIFY_AK: unknown format %u or reserved bits",
-                 le32_to_cpu(r.format));
+    req->arg = le32_to_cpu(r.format);
+    if (r.reserved || (req->arg != COCA_AK_FORMAT_CSR &&
+                       req->arg != COCA_AK_FORMAT_TPM)) {
+        COCA_LOG("CERTIFY_AK: unknown format %u or reserved bits", req->arg);
         coca_fail(req, COCA_STATUS_INVALID);
         return;
+    }
+    if (req->arg == COCA_AK_FORMAT_TPM) {
+        /* the nonce is single use, whatever the outcome */
+        if (!req->s->nonce_valid) {
+            COCA_LOG("CERTIFY_AK: no fresh nonce (GET_NONCE first)");
+            coca_fail(req, COCA_STATUS_NONCE);
+            return;
+        }
+        memcpy(req->nonce, req->s->nonce, sizeof(req->nonce));
+        req->s->nonce_valid = false;
     }
     if (!coco_attest_ca_take_token(req->s->ca)) {
         COCA_LOG("CERTIFY_AK: signing rate limit reached");

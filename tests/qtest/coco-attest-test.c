@@ -1355,6 +1355,7 @@ static void test_access_size(void)
 #ifdef CONFIG_GNUTLS
 #include <gnutls/gnutls.h>
 #include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 
 static const char *ca_dir(void)
@@ -2148,6 +2149,183 @@ static void test_ca_bad_ek(void)
     gnutls_x509_privkey_deinit(rsa);
 }
 
+
+/* TPM-native AK proof: TPMT_PUBLIC (ECC P-256) + TPMT_SIGNATURE(nonce) */
+static GBytes *tpm_ak_proof(gnutls_x509_privkey_t key, const uint8_t *nonce,
+                            uint16_t hash_alg)
+{
+    GByteArray *t = g_byte_array_new();
+    gnutls_privkey_t pk;
+    gnutls_datum_t x, y, k, sig, r, sv;
+    gnutls_datum_t data = { .data = (unsigned char *)nonce,
+                            .size = COCA_NONCE_SIZE };
+    gnutls_ecc_curve_t curve;
+    uint8_t w[4];
+
+    g_assert_cmpint(gnutls_x509_privkey_export_ecc_raw(key, &curve, &x, &y,
+                                                       &k), ==, 0);
+#define PUT16(v) do { stw_be_p(w, v); g_byte_array_append(t, w, 2); } while (0)
+#define PUT32(v) do { stl_be_p(w, v); g_byte_array_append(t, w, 4); } while (0)
+#define PUT2B(d) do { size_t o_ = 0;                                        \
+        while (o_ + 32 < (d).size && (d).data[o_] == 0) {                   \
+            o_++;                                                           \
+        }                                                                   \
+        PUT16((d).size - o_);                                               \
+        g_byte_array_append(t, (d).data + o_, (d).size - o_); } while (0)
+    PUT16(0x0023);              /* TPM_ALG_ECC */
+    PUT16(0x000b);              /* nameAlg SHA-256 */
+    PUT32(0x00050072);          /* restricted signing key attributes */
+    PUT16(0);                   /* authPolicy */
+    PUT16(0x0010);              /* symmetric: NULL */
+    PUT16(0x0018);              /* scheme: ECDSA */
+    PUT16(0x000b);              /*   with SHA-256 */
+    PUT16(0x0003);              /* NIST P-256 */
+    PUT16(0x0010);              /* kdf: NULL */
+    PUT2B(x);
+    PUT2B(y);
+    /* TPM2_Sign of SHA-256(nonce) */
+    g_assert_cmpint(gnutls_privkey_init(&pk), ==, 0);
+    g_assert_cmpint(gnutls_privkey_import_x509(pk, key, 0), ==, 0);
+    g_assert_cmpint(gnutls_privkey_sign_data(pk, GNUTLS_DIG_SHA256, 0, &data,
+                                             &sig), ==, 0);
+    g_assert_cmpint(gnutls_decode_rs_value(&sig, &r, &sv), ==, 0);
+    PUT16(0x0018);              /* TPM_ALG_ECDSA */
+    PUT16(hash_alg);
+    PUT2B(r);
+    PUT2B(sv);
+#undef PUT2B
+#undef PUT16
+#undef PUT32
+    gnutls_free(x.data);
+    gnutls_free(y.data);
+    gnutls_free(k.data);
+    gnutls_free(sig.data);
+    gnutls_free(r.data);
+    gnutls_free(sv.data);
+    gnutls_privkey_deinit(pk);
+    return g_byte_array_free_to_bytes(t);
+}
+
+static uint32_t certify_tpm_ak(Coca *c, GBytes *proof, GPtrArray **certs)
+{
+    size_t n = g_bytes_get_size(proof);
+    g_autofree uint8_t *req = g_malloc0(8 + n);
+    g_autofree uint8_t *resp = NULL;
+    uint32_t len, st;
+
+    stl_le_p(req, COCA_AK_FORMAT_TPM);
+    memcpy(req + 8, g_bytes_get_data(proof, NULL), n);
+    st = ca_call(c, COCA_OP_CERTIFY_AK, req, 8 + n, &resp, &len);
+    if (st == COCA_STATUS_OK && certs) {
+        *certs = cert_list(resp, len);
+    }
+    return st;
+}
+
+static uint8_t *get_nonce(Coca *c)
+{
+    uint8_t *n = NULL;
+    uint32_t len;
+
+    g_assert_cmpuint(ca_call(c, COCA_OP_GET_NONCE, NULL, 0, &n, &len), ==,
+                     COCA_STATUS_OK);
+    g_assert_cmpuint(len, ==, COCA_NONCE_SIZE);
+    return n;
+}
+
+static void test_ca_tpm_ak(void)
+{
+    const char *dir = ca_dir();
+    gnutls_x509_privkey_t key;
+    g_autoptr(GPtrArray) certs = NULL;
+    g_autofree uint8_t *n1 = NULL, *n2 = NULL, *n3 = NULL;
+    g_autoptr(GBytes) p1 = NULL, p2 = NULL;
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t d;
+    unsigned char id1[64], id2[64];
+    size_t l1 = sizeof(id1), l2 = sizeof(id2);
+    Coca *c;
+
+    if (!dir) {
+        return;
+    }
+    key = new_key(GNUTLS_PK_ECDSA,
+                  GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1));
+    c = ca_ready(dir, ",burst=100");
+
+    /* no nonce yet */
+    n1 = g_malloc0(COCA_NONCE_SIZE);
+    p1 = tpm_ak_proof(key, n1, 0x000b);
+    g_assert_cmpuint(certify_tpm_ak(c, p1, NULL), ==, COCA_STATUS_NONCE);
+
+    /* a signature over the current nonce: certified */
+    g_free(n1);
+    n1 = get_nonce(c);
+    g_bytes_unref(p1);
+    p1 = tpm_ak_proof(key, n1, 0x000b);
+    g_assert_cmpuint(certify_tpm_ak(c, p1, &certs), ==, COCA_STATUS_OK);
+    verify_chain(dir, certs);
+    g_assert_cmpint(gnutls_x509_crt_init(&crt), ==, 0);
+    d.data = (unsigned char *)g_bytes_get_data(g_ptr_array_index(certs, 0),
+                                               NULL);
+    d.size = g_bytes_get_size(g_ptr_array_index(certs, 0));
+    g_assert_cmpint(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER), ==,
+                    0);
+    g_assert_cmpint(gnutls_x509_crt_get_key_id(crt, 0, id1, &l1), ==, 0);
+    g_assert_cmpint(gnutls_x509_privkey_get_key_id(key, 0, id2, &l2), ==, 0);
+    g_assert_cmpmem(id1, l1, id2, l2);
+    gnutls_x509_crt_deinit(crt);
+
+    /* replay: the nonce was used up */
+    g_assert_cmpuint(certify_tpm_ak(c, p1, NULL), ==, COCA_STATUS_NONCE);
+    /* a fresh nonce, but the proof is over the old one */
+    n2 = get_nonce(c);
+    g_assert_cmpuint(certify_tpm_ak(c, p1, NULL), ==,
+                     COCA_STATUS_BAD_SIGNATURE);
+    /* SHA-1 instead of SHA-256, truncated, trailing bytes */
+    n3 = get_nonce(c);
+    p2 = tpm_ak_proof(key, n3, 0x0004);
+    g_assert_cmpuint(certify_tpm_ak(c, p2, NULL), ==, COCA_STATUS_INVALID);
+    g_bytes_unref(p2);
+    g_free(n3);
+    n3 = get_nonce(c);
+    p2 = tpm_ak_proof(key, n3, 0x000b);
+    {
+        g_autoptr(GBytes) trunc = g_bytes_new_from_bytes(
+            p2, 0, g_bytes_get_size(p2) - 1);
+
+        g_assert_cmpuint(certify_tpm_ak(c, trunc, NULL), ==,
+                         COCA_STATUS_INVALID);
+    }
+    g_free(n3);
+    n3 = get_nonce(c);
+    g_bytes_unref(p2);
+    p2 = tpm_ak_proof(key, n3, 0x000b);
+    {
+        g_autofree uint8_t *more = g_malloc0(g_bytes_get_size(p2) + 1);
+        g_autoptr(GBytes) b = NULL;
+
+        memcpy(more, g_bytes_get_data(p2, NULL), g_bytes_get_size(p2));
+        b = g_bytes_new(more, g_bytes_get_size(p2) + 1);
+        g_assert_cmpuint(certify_tpm_ak(c, b, NULL), ==,
+                         COCA_STATUS_INVALID);
+    }
+
+    /* a reset forgets the nonce */
+    g_free(n3);
+    n3 = get_nonce(c);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'system_reset'}");
+    qtest_qmp_eventwait(c->qts, "RESET");
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    g_bytes_unref(p2);
+    p2 = tpm_ak_proof(key, n3, 0x000b);
+    g_assert_cmpuint(certify_tpm_ak(c, p2, NULL), ==, COCA_STATUS_NONCE);
+    echo_ok(c);
+    gnutls_x509_privkey_deinit(key);
+    coca_stop(c);
+}
+
 /* Without IDENTITY negotiated, or without a backend, no identity. */
 static void test_ca_feature(void)
 {
@@ -2278,6 +2456,7 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/ca/ek-cert", test_ca_ek_cert);
     qtest_add_func("/coco-attest/ca/certify-ek", test_ca_certify_ek);
     qtest_add_func("/coco-attest/ca/bad-ek", test_ca_bad_ek);
+    qtest_add_func("/coco-attest/ca/tpm-ak", test_ca_tpm_ak);
     qtest_add_func("/coco-attest/ca/feature", test_ca_feature);
     qtest_add_func("/coco-attest/ca/startup-errors", test_ca_startup_errors);
 #endif

@@ -164,6 +164,7 @@ COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
 #define COCA_STATUS_UNSUPPORTED_KEY     16  /* key type/size not accepted */
 #define COCA_STATUS_EXPIRED             17  /* instance material expired */
 #define COCA_STATUS_EK_MISMATCH         18  /* another EK was certified */
+#define COCA_STATUS_NONCE               19  /* no fresh nonce: GET_NONCE */
 
 /* The guest writes this into coca_hdr.status before ringing */
 #define COCA_STATUS_NONE                0xffffffffu
@@ -279,6 +280,12 @@ COCA_ABI_ASSERT(sizeof(struct coca_certify_ek_req) == 8);
 
 /* COCA_OP_CERTIFY_AK: this header, then the proof in the given format */
 #define COCA_AK_FORMAT_CSR      1   /* PKCS#10 CSR, DER */
+/*
+ * TPM-native: the AK's TPMT_PUBLIC, then a TPMT_SIGNATURE by the AK
+ * (TPM2_Sign) over SHA-256 of the current host nonce (COCA_OP_GET_NONCE),
+ * which the request consumes.  Both big-endian as the TPM marshals them.
+ */
+#define COCA_AK_FORMAT_TPM      2
 
 struct coca_certify_ak_req {
     uint32_t format;        /* COCA_AK_FORMAT_* */
