@@ -37,7 +37,18 @@ build)
 demo)
     build_all
     vmlinux=$(bash "$TOP/scripts/fetch-kernel.sh")
-    python3 "$TOP/scripts/demo.py" --vmlinux "$vmlinux" "$@"
+    # a host CA (kept) and a freshly provisioned demo instance
+    P=$TOP/build/project/libvirt-hooks/coco-attest-provision
+    D=$TOP/build/demo
+    mkdir -p "$D"
+    [ -f "$D/ca/ca.key" ] || "$P" init-ca --ca-dir "$D/ca" > /dev/null
+    [ ! -d "$D/instance" ] || "$P" purge --instance-dir "$D/instance"
+    "$P" provision --ca-dir "$D/ca" --instance-dir "$D/instance" \
+        --project-id demo-project --project-number 123456789 \
+        --zone europe-west4-a --instance-name demo-vm \
+        --instance-id 6d1f0a52-8b1c-4a77-9d0e-3f0b6e8c2a11 > /dev/null
+    python3 "$TOP/scripts/demo.py" --vmlinux "$vmlinux" \
+        --instance-dir "$D/instance" "$@"
     ;;
 test)
     suites=("$@")

@@ -51,11 +51,36 @@ class QMP:
                 raise RuntimeError(f"{cmd}: {r['error']['desc']}")
 
 
-def parse_guest(console):
-    """What the guest printed, as data."""
-    out = {"steps": [], "echo": []}
+def parse_guest(console, out_dir):
+    """What the guest printed, as data; certificates saved as PEM files."""
+    out = {"steps": [], "echo": [], "certificates": {}, "files": []}
+    pem, pem_name = None, None
     for line in console.splitlines():
         line = line.strip()
+        m = re.match(r"(\S+) certificate (\d+) \(PEM\):$", line)
+        if m:
+            pem_name = f"{m.group(1)}-{m.group(2)}.pem"
+            continue
+        if line == "-----BEGIN CERTIFICATE-----" and pem_name:
+            pem = [line]
+            continue
+        if pem is not None:
+            pem.append(line)
+            if line == "-----END CERTIFICATE-----":
+                path = os.path.join(out_dir, pem_name)
+                with open(path, "w") as f:
+                    f.write("\n".join(pem) + "\n")
+                out["files"].append(path)
+                pem, pem_name = None, None
+            continue
+        m = re.match(r"(\S+) certificate: (.*)$", line)
+        if m:
+            out["certificates"][m.group(1)] = m.group(2)
+            continue
+        if line.startswith("identity "):
+            out["identity"] = dict(kv.split("=", 1)
+                                   for kv in line.split()[1:])
+            continue
         m = re.match(r"(PASS|FAIL): (.*)", line)
         if m:
             out["steps"].append({"result": m.group(1), "step": m.group(2)})
@@ -82,6 +107,8 @@ def main():
     ap.add_argument("--device", default="coco-attest,id=coca0",
                     help="the -device argument")
     ap.add_argument("--out", default=os.path.join(TOP, "build", "demo"))
+    ap.add_argument("--instance-dir",
+                    help="provisioned instance: adds -object coco-attest-ca")
     args = ap.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -89,17 +116,26 @@ def main():
     initrd = os.path.join(tmp, "initramfs.cpio")
     console = os.path.join(args.out, "console.log")
     qmp_path = os.path.join(tmp, "qmp.sock")
+    root = []
+    objects, device, extra = [], args.device, ""
+    if args.instance_dir:
+        root = [os.path.join(args.instance_dir, "root.crt")]
+        objects = ["-object",
+                   f"coco-attest-ca,id=ca0,dir={args.instance_dir}"]
+        device += ",ca=ca0"
+        extra = " coca.ca"
     subprocess.run([os.path.join(TOP, "tests/guest/mk-initramfs.sh"), initrd,
                     os.path.join(PROJECT, "linux-test-init"),
-                    os.path.join(PROJECT, "coco-attest-guest")], check=True)
+                    os.path.join(PROJECT, "coco-attest-guest")] + root,
+                   check=True)
     argv = [args.qemu, "-M", args.machine, "-m", "256M", "-nodefaults",
             "-display", "none", "-no-reboot",
             "-serial", f"file:{console}",
             "-qmp", f"unix:{qmp_path},server=on,wait=off",
-            "-device", args.device,
+            *objects, "-device", device,
             "-kernel", args.vmlinux, "-initrd", initrd,
             "-append", "console=ttyS0 panic=-1 quiet memmap=1M$0x7000000 "
-                       "coca.mem=0x7000000 coca.hold"]
+                       "coca.mem=0x7000000 coca.hold" + extra]
     print("booting:", " ".join(argv), flush=True)
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
@@ -119,7 +155,7 @@ def main():
         result["boot-to-verdict-s"] = round(time.monotonic() - start, 2)
         v = qmp.execute("query-version")["qemu"]
         result["qemu-version"] = f"{v['major']}.{v['minor']}.{v['micro']}"
-        result["guest"] = parse_guest(text)
+        result["guest"] = parse_guest(text, args.out)
         result["query-coco-attest"] = qmp.execute("query-coco-attest")
         qmp.execute("quit")
     finally:
@@ -148,8 +184,43 @@ def main():
     for e in g["echo"]:
         print(f"  echo                    {e['bytes']:>6} B over "
               f"{e['channel']:<14} crc {e['crc']}")
+    if "identity" in g:
+        i = g["identity"]
+        print(f"  platform identity       project {i['project-id']} "
+              f"({i['project-number']}), zone {i['zone']}")
+        print(f"                          instance {i['instance-name']} "
+              f"id {i['instance-id']}")
+        print(f"                          extension OID {i['oid']}")
+    for name, desc in g["certificates"].items():
+        print(f"  {name + ' certificate':<24}{desc}")
     for s in g["steps"]:
         print(f"  {s['result']:<5} {s['step']}")
+    if args.instance_dir:
+        for f in ("root.crt", "chain.pem", "identity.conf"):
+            shutil.copy(os.path.join(args.instance_dir, f), args.out)
+        ek = os.path.join(args.instance_dir, "ek", "ek-01c0000a.crt")
+        if os.path.exists(ek):
+            subprocess.run(["openssl", "x509", "-inform", "DER", "-in", ek,
+                            "-out", os.path.join(args.out, "ek.pem")],
+                           check=True)
+            g["files"].append(os.path.join(args.out, "ek.pem"))
+        # the host checks what the guest got, with standard tools
+        for leaf in ("ek.pem", "ak-0.pem", "ak-tpm-0.pem"):
+            path = os.path.join(args.out, leaf)
+            if not os.path.exists(path):
+                continue
+            v = subprocess.run(["openssl", "verify", "-CAfile",
+                                os.path.join(args.out, "root.crt"),
+                                "-untrusted",
+                                os.path.join(args.out, "chain.pem"), path],
+                               capture_output=True, text=True)
+            ok_v = v.returncode == 0
+            result.setdefault("host-verify", {})[leaf] = ok_v
+            print(f"  openssl verify (host)   {leaf}: "
+                  f"{'OK' if ok_v else 'FAILED ' + v.stderr.strip()}")
+        print(f"  artifacts               {args.out}/: root.crt, chain.pem, "
+              f"identity.conf, " +
+              ", ".join(os.path.basename(f) for f in g["files"]))
     if q:
         print(f"  QMP query-coco-attest   negotiated={q['negotiated']} "
               f"version={q['version']} features=0x{q['negotiated-features']:x}"
@@ -158,8 +229,12 @@ def main():
     print(f"  guest verdict           {g.get('verdict', 'none')}")
     print(f"  console log             {console}")
     print(f"  machine-readable copy   {os.path.join(args.out, 'result.json')}")
+    with open(os.path.join(args.out, "result.json"), "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
     ok = g.get("verdict", "").startswith("PASS") and \
-        all(s["result"] == "PASS" for s in g["steps"])
+        all(s["result"] == "PASS" for s in g["steps"]) and \
+        all(result.get("host-verify", {}).values())
     return 0 if ok else 1
 
 

@@ -50,6 +50,7 @@ suite_guest() {
         failed=$((failed + 1))
         return
     }
+    test_instance
     COCA_QEMU=$TOP/build/qemu-system-x86_64 COCA_VMLINUX=$vmlinux \
         meson_suite guest "$TOP/build/project" --suite guest
 }

@@ -26,7 +26,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
 #include "coco-attest/guest.h"
+
+#define LIST_MAX    (32 * 1024)
 
 #define MEM_LEN     (COCA_PAGE_SIZE + 64 * 1024)
 
@@ -94,6 +102,11 @@ static void usage(FILE *f)
 "  probe                 find the device (fw_cfg, signature)\n"
 "  negotiate             negotiate and print the agreement\n"
 "  echo [SIZE]           ECHO SIZE bytes (default 64) and check them\n"
+"  identity              the platform identity the host asserts\n"
+"  ek-cert               fetch the EK certificate (--nv) and its chain\n"
+"  ek-certify            generate an EK (ECC P-256) and have it certified\n"
+"  ak-certify            generate an AK (ECC P-256), certify it with a CSR\n"
+"                        and, with --tpm, also in the TPM-native form\n"
 "\n"
 "options:\n"
 "  -m, --mem PHYS        memmap=-reserved guest-physical memory (at least\n"
@@ -102,6 +115,10 @@ static void usage(FILE *f)
 "  -c, --channel CH      page or port (default: page with --mem, else port)\n"
 "  -a, --async           ask for asynchronous completion (ECHO)\n"
 "  -p, --iobase PORT     device I/O base (default: from fw_cfg)\n"
+"  -n, --nv INDEX        EK NV index (default 0x01c0000a, ECC P-256)\n"
+"  -r, --root FILE       verify returned chains against this root (PEM)\n"
+"  -o, --out DIR         write returned certificates there (PEM; '-':\n"
+"                        print them)\n"
 "  -v, --verbose         print the library's diagnostics\n"
 "  -h, --help\n");
 }
@@ -116,6 +133,179 @@ static int fail(const char *what, int err, const struct coca_dev *d)
     return 1;
 }
 
+/* Verify a certificate list against the root; print and save it. */
+static int check_list(const uint8_t *list, uint32_t len, const char *root,
+                      const char *out_dir, const char *name)
+{
+    X509_STORE *store = NULL;
+    X509_STORE_CTX *ctx = NULL;
+    STACK_OF(X509) *rest = sk_X509_new_null();
+    X509 *leaf = NULL;
+    int n, i, rc = 1;
+
+    n = coca_cert_list_get(list, len, 0, NULL, NULL);
+    if (n < 0) {
+        fprintf(stderr, "coco-attest-guest: malformed certificate list\n");
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        const uint8_t *der, *p;
+        uint32_t dl;
+        X509 *x;
+
+        coca_cert_list_get(list, len, i, &der, &dl);
+        p = der;
+        x = d2i_X509(NULL, &p, dl);
+        if (!x || p != der + dl) {
+            fprintf(stderr, "coco-attest-guest: certificate %d is not "
+                    "DER X.509\n", i);
+            X509_free(x);
+            goto out;
+        }
+        if (out_dir && !strcmp(out_dir, "-")) {
+            printf("%s certificate %d (PEM):\n", name, i);
+            PEM_write_X509(stdout, x);
+        } else if (out_dir) {
+            char path[512];
+            FILE *f;
+
+            snprintf(path, sizeof(path), "%s/%s-%d.pem", out_dir, name, i);
+            f = fopen(path, "w");
+            if (f) {
+                PEM_write_X509(f, x);
+                fclose(f);
+            }
+        }
+        if (i == 0) {
+            leaf = x;
+        } else {
+            sk_X509_push(rest, x);
+        }
+    }
+    {
+        char subj[256] = "";
+        GENERAL_NAMES *san = X509_get_ext_d2i(leaf, NID_subject_alt_name,
+                                              NULL, NULL);
+
+        X509_NAME_oneline(X509_get_subject_name(leaf), subj, sizeof(subj));
+        printf("%s certificate: subject=%s", name, subj[0] ? subj : "(empty)");
+        if (san && sk_GENERAL_NAME_num(san) > 0) {
+            GENERAL_NAME *g = sk_GENERAL_NAME_value(san, 0);
+
+            if (g->type == GEN_URI) {
+                printf(" uri=%s", (const char *)ASN1_STRING_get0_data(
+                           g->d.uniformResourceIdentifier));
+            } else if (g->type == GEN_DIRNAME) {
+                X509_NAME_oneline(g->d.directoryName, subj, sizeof(subj));
+                printf(" san-dirname=%s", subj);
+            }
+        }
+        GENERAL_NAMES_free(san);
+        printf(" chain=%d\n", n);
+    }
+    if (root) {
+        FILE *f = fopen(root, "r");
+        X509 *r = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+
+        if (f) {
+            fclose(f);
+        }
+        store = X509_STORE_new();
+        ctx = X509_STORE_CTX_new();
+        if (!r || !store || !ctx || !X509_STORE_add_cert(store, r) ||
+            !X509_STORE_CTX_init(ctx, store, leaf, rest)) {
+            fprintf(stderr, "coco-attest-guest: cannot load %s\n", root);
+            X509_free(r);
+            goto out;
+        }
+        X509_free(r);
+        if (X509_verify_cert(ctx) != 1) {
+            fprintf(stderr, "coco-attest-guest: %s chain: %s\n", name,
+                    X509_verify_cert_error_string(
+                        X509_STORE_CTX_get_error(ctx)));
+            goto out;
+        }
+        printf("%s chain verified against %s\n", name, root);
+    }
+    rc = 0;
+out:
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    X509_free(leaf);
+    sk_X509_pop_free(rest, X509_free);
+    return rc;
+}
+
+static EVP_PKEY *new_p256(void)
+{
+    return EVP_EC_gen("P-256");
+}
+
+/* TPM2B of a big-endian integer, fixed to size bytes */
+static void put_2b(uint8_t **p, const BIGNUM *bn, int size)
+{
+    (*p)[0] = size >> 8;
+    (*p)[1] = size;
+    BN_bn2binpad(bn, *p + 2, size);
+    *p += 2 + size;
+}
+
+static void put_be16(uint8_t **p, uint16_t v)
+{
+    (*p)[0] = v >> 8;
+    (*p)[1] = v;
+    *p += 2;
+}
+
+/*
+ * The TPM-native AK proof a vTPM would produce: TPMT_PUBLIC of the P-256
+ * key, then TPMT_SIGNATURE (ECDSA, SHA-256) over SHA-256(nonce).
+ */
+static int tpm_proof(EVP_PKEY *key, const uint8_t *nonce, uint8_t *out,
+                     uint32_t *len)
+{
+    BIGNUM *x = NULL, *y = NULL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char sig[80];
+    const unsigned char *sp = sig;
+    size_t slen = sizeof(sig);
+    ECDSA_SIG *es = NULL;
+    uint8_t *p = out;
+    int ok = 0;
+
+    if (!EVP_PKEY_get_bn_param(key, "qx", &x) ||
+        !EVP_PKEY_get_bn_param(key, "qy", &y) || !md ||
+        EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
+        EVP_DigestSign(md, sig, &slen, nonce, COCA_NONCE_SIZE) != 1 ||
+        !(es = d2i_ECDSA_SIG(NULL, &sp, slen))) {
+        goto out;
+    }
+    put_be16(&p, 0x0023);           /* TPM_ALG_ECC */
+    put_be16(&p, 0x000b);           /* SHA-256 */
+    put_be16(&p, 0x0005);           /* objectAttributes (restricted sign) */
+    put_be16(&p, 0x0072);
+    put_be16(&p, 0);                /* authPolicy */
+    put_be16(&p, 0x0010);           /* symmetric NULL */
+    put_be16(&p, 0x0018);           /* ECDSA */
+    put_be16(&p, 0x000b);
+    put_be16(&p, 0x0003);           /* NIST P-256 */
+    put_be16(&p, 0x0010);           /* kdf NULL */
+    put_2b(&p, x, 32);
+    put_2b(&p, y, 32);
+    put_be16(&p, 0x0018);           /* TPMT_SIGNATURE: ECDSA, SHA-256 */
+    put_be16(&p, 0x000b);
+    put_2b(&p, ECDSA_SIG_get0_r(es), 32);
+    put_2b(&p, ECDSA_SIG_get0_s(es), 32);
+    *len = p - out;
+    ok = 1;
+out:
+    ECDSA_SIG_free(es);
+    EVP_MD_CTX_free(md);
+    BN_free(x);
+    BN_free(y);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -124,6 +314,10 @@ int main(int argc, char **argv)
         { "async", no_argument, NULL, 'a' },
         { "iobase", required_argument, NULL, 'p' },
         { "verbose", no_argument, NULL, 'v' },
+        { "nv", required_argument, NULL, 'n' },
+        { "root", required_argument, NULL, 'r' },
+        { "out", required_argument, NULL, 'o' },
+        { "tpm", no_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -135,12 +329,14 @@ int main(int argc, char **argv)
     enum coca_channel ch = COCA_CH_AUTO;
     unsigned long long mem = 0;
     unsigned long iobase = 0;
-    uint32_t flags = 0;
-    const char *cmd;
+    uint32_t flags = 0, nv = COCA_NV_EK_ECC_P256;
+    const char *cmd, *root = NULL, *out_dir = NULL;
+    int tpm = 0;
     char *end;
     int c, err;
 
-    while ((c = getopt_long(argc, argv, "m:c:ap:vh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:c:ap:vhn:r:o:t", opts,
+                            NULL)) != -1) {
         switch (c) {
         case 'm':
             errno = 0;
@@ -175,6 +371,18 @@ int main(int argc, char **argv)
             break;
         case 'v':
             verbose = 1;
+            break;
+        case 'n':
+            nv = strtoul(optarg, &end, 0);
+            break;
+        case 'r':
+            root = optarg;
+            break;
+        case 'o':
+            out_dir = optarg;
+            break;
+        case 't':
+            tpm = 1;
             break;
         case 'h':
             usage(stdout);
@@ -281,6 +489,108 @@ int main(int argc, char **argv)
         free(data);
         free(out);
         return 0;
+    }
+    if (!strcmp(cmd, "identity")) {
+        struct coca_identity id;
+
+        err = coca_get_identity(&dev, &id);
+        if (err) {
+            return fail("identity", err, &dev);
+        }
+        printf("identity project-id=%s project-number=%" PRIu64 " zone=%s "
+               "instance-name=%s instance-id=%s oid=%s\n", id.project_id,
+               id.project_number, id.zone, id.instance_name, id.instance_id,
+               id.oid);
+        return 0;
+    }
+    if (!strcmp(cmd, "ek-cert") || !strcmp(cmd, "ek-certify") ||
+        !strcmp(cmd, "ak-certify")) {
+        static uint8_t list[LIST_MAX];
+        uint32_t len = 0;
+
+        if (!strcmp(cmd, "ek-cert")) {
+            err = coca_get_ek_cert(&dev, nv, list, sizeof(list), &len);
+            if (err) {
+                return fail("ek-cert", err, &dev);
+            }
+            return check_list(list, len, root, out_dir, "ek");
+        }
+        if (!strcmp(cmd, "ek-certify")) {
+            EVP_PKEY *ek = new_p256();
+            unsigned char *spki = NULL;
+            int n = ek ? i2d_PUBKEY(ek, &spki) : -1;
+
+            if (n <= 0) {
+                fprintf(stderr, "coco-attest-guest: cannot make a key\n");
+                return 1;
+            }
+            err = coca_certify_ek(&dev, COCA_NV_EK_ECC_P256,
+                                  COCA_KEY_FORMAT_SPKI, spki, n, list,
+                                  sizeof(list), &len);
+            OPENSSL_free(spki);
+            EVP_PKEY_free(ek);
+            if (err) {
+                return fail("ek-certify", err, &dev);
+            }
+            return check_list(list, len, root, out_dir, "ek");
+        }
+        /* ak-certify: a CSR, whose signature proves possession */
+        {
+            EVP_PKEY *ak = new_p256();
+            X509_REQ *req = X509_REQ_new();
+            unsigned char *der = NULL;
+            int n;
+
+            if (!ak || !req || !X509_REQ_set_pubkey(req, ak) ||
+                !X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req),
+                                            "CN", MBSTRING_UTF8,
+                                            (const unsigned char *)"ak", -1,
+                                            -1, 0) ||
+                !X509_REQ_sign(req, ak, EVP_sha256()) ||
+                (n = i2d_X509_REQ(req, &der)) <= 0) {
+                fprintf(stderr, "coco-attest-guest: cannot make a CSR\n");
+                return 1;
+            }
+            X509_REQ_free(req);
+            err = coca_certify_ak(&dev, COCA_AK_FORMAT_CSR, der, n, list,
+                                  sizeof(list), &len);
+            OPENSSL_free(der);
+            if (err) {
+                EVP_PKEY_free(ak);
+                return fail("ak-certify (CSR)", err, &dev);
+            }
+            if (check_list(list, len, root, out_dir, "ak")) {
+                EVP_PKEY_free(ak);
+                return 1;
+            }
+            if (tpm) {
+                uint8_t nonce[COCA_NONCE_SIZE], proof[512];
+                uint32_t plen;
+
+                err = coca_get_nonce(&dev, nonce);
+                if (err) {
+                    EVP_PKEY_free(ak);
+                    return fail("nonce", err, &dev);
+                }
+                if (!tpm_proof(ak, nonce, proof, &plen)) {
+                    EVP_PKEY_free(ak);
+                    fprintf(stderr, "coco-attest-guest: cannot sign\n");
+                    return 1;
+                }
+                err = coca_certify_ak(&dev, COCA_AK_FORMAT_TPM, proof, plen,
+                                      list, sizeof(list), &len);
+                if (err) {
+                    EVP_PKEY_free(ak);
+                    return fail("ak-certify (TPM form)", err, &dev);
+                }
+                if (check_list(list, len, root, out_dir, "ak-tpm")) {
+                    EVP_PKEY_free(ak);
+                    return 1;
+                }
+            }
+            EVP_PKEY_free(ak);
+            return 0;
+        }
     }
     usage(stderr);
     return 2;

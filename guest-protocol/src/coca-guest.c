@@ -710,6 +710,202 @@ int coca_echo(struct coca_dev *d, enum coca_channel ch, uint32_t flags,
     return 0;
 }
 
+/* Typed calls that need COCA_FEAT_IDENTITY */
+static int need_identity(const struct coca_dev *d)
+{
+    if (!d || !d->ops) {
+        return COCA_E_INVAL;
+    }
+    if (!d->proto) {
+        return COCA_E_NOTREADY;
+    }
+    return (d->negotiated & COCA_FEAT_IDENTITY) ? 0 : COCA_E_NOFEATURE;
+}
+
+int coca_get_identity(struct coca_dev *d, struct coca_identity *id)
+{
+    uint8_t resp[1024];
+    uint32_t len = 0, off = 0, seen = 0;
+    int err = need_identity(d);
+
+    if (err) {
+        return err;
+    }
+    if (!id) {
+        return COCA_E_INVAL;
+    }
+    err = coca_call(d, COCA_CH_AUTO, COCA_OP_GET_IDENTITY, 0, 0, resp,
+                    sizeof(resp), &len);
+    if (err) {
+        return err;
+    }
+    mem_zero(id, sizeof(*id));
+    while (off < len) {
+        uint16_t tag, l;
+        char *dst = 0;
+
+        if (len - off < 4) {
+            return COCA_E_PROTO;
+        }
+        tag = get16(resp + off);
+        l = get16(resp + off + 2);
+        off += 4;
+        if (l > len - off) {
+            dlog(d, "coco-attest: identity TLV runs past the response");
+            return COCA_E_PROTO;
+        }
+        switch (tag) {
+        case COCA_ID_PROJECT_ID:
+            dst = id->project_id;
+            break;
+        case COCA_ID_ZONE:
+            dst = id->zone;
+            break;
+        case COCA_ID_INSTANCE_NAME:
+            dst = id->instance_name;
+            break;
+        case COCA_ID_INSTANCE_ID:
+            dst = id->instance_id;
+            break;
+        case COCA_ID_OID:
+            dst = id->oid;
+            break;
+        case COCA_ID_PROJECT_NUMBER:
+            if (l != 8) {
+                return COCA_E_PROTO;
+            }
+            id->project_number = get64(resp + off);
+            break;
+        default:
+            break;              /* unknown tags are skipped */
+        }
+        if (dst) {
+            uint32_t i;
+
+            if (l > COCA_ID_STR_MAX) {
+                dlog(d, "coco-attest: identity string too long");
+                return COCA_E_PROTO;
+            }
+            for (i = 0; i < l; i++) {
+                if (resp[off + i] == 0) {
+                    return COCA_E_PROTO;
+                }
+                dst[i] = (char)resp[off + i];
+            }
+            dst[l] = 0;
+        }
+        if (tag < 32) {
+            seen |= 1u << tag;
+        }
+        off += l;
+    }
+    /* every claim must be there */
+    if ((seen & 0x7e) != 0x7e) {
+        dlog(d, "coco-attest: identity claims incomplete");
+        return COCA_E_PROTO;
+    }
+    return 0;
+}
+
+int coca_get_nonce(struct coca_dev *d, uint8_t nonce[COCA_NONCE_SIZE])
+{
+    uint32_t len = 0;
+    int err = need_identity(d);
+
+    if (err) {
+        return err;
+    }
+    err = coca_call(d, COCA_CH_AUTO, COCA_OP_GET_NONCE, 0, 0, nonce,
+                    COCA_NONCE_SIZE, &len);
+    if (!err && len != COCA_NONCE_SIZE) {
+        return COCA_E_PROTO;
+    }
+    return err;
+}
+
+int coca_cert_list_get(const uint8_t *list, uint32_t len, uint32_t index,
+                       const uint8_t **der, uint32_t *der_len)
+{
+    uint32_t count, off = sizeof(struct coca_cert_list), i, n;
+
+    if (!list || len < off) {
+        return COCA_E_PROTO;
+    }
+    count = get32(list);
+    if (count == 0 || count > COCA_CERT_LIST_MAX || get32(list + 4)) {
+        return COCA_E_PROTO;
+    }
+    for (i = 0; i < count; i++) {
+        if (len - off < 4) {
+            return COCA_E_PROTO;
+        }
+        n = get32(list + off);
+        off += 4;
+        if (n == 0 || n > len - off) {
+            return COCA_E_PROTO;
+        }
+        if (i == index && der && der_len) {
+            *der = list + off;
+            *der_len = n;
+        }
+        off += n;
+    }
+    if (off != len) {
+        return COCA_E_PROTO;
+    }
+    return index < count ? (int)count : COCA_E_INVAL;
+}
+
+/* Send hdr8 + data built in buf, receive a certificate list into buf */
+static int cert_call(struct coca_dev *d, uint16_t op, uint32_t a,
+                     uint32_t b, const void *data, uint32_t data_len,
+                     uint8_t *buf, uint32_t cap, uint32_t *len)
+{
+    int err = need_identity(d);
+
+    if (err) {
+        return err;
+    }
+    if (!buf || !len || (data_len && !data)) {
+        return COCA_E_INVAL;
+    }
+    if (cap < 8 || data_len > cap - 8) {
+        return COCA_E_TOOBIG;
+    }
+    put32(buf, a);
+    put32(buf + 4, b);
+    mem_copy(buf + 8, data, data_len);
+    err = coca_call(d, COCA_CH_AUTO, op, buf, 8 + data_len, buf, cap, len);
+    if (err) {
+        return err;
+    }
+    err = coca_cert_list_get(buf, *len, 0, 0, 0);
+    return err < 0 ? err : 0;
+}
+
+int coca_get_ek_cert(struct coca_dev *d, uint32_t nv_index,
+                     uint8_t *buf, uint32_t cap, uint32_t *len)
+{
+    return cert_call(d, COCA_OP_GET_EK_CERT, nv_index, 0, 0, 0, buf, cap,
+                     len);
+}
+
+int coca_certify_ek(struct coca_dev *d, uint32_t nv_index, uint32_t format,
+                    const void *key, uint32_t key_len,
+                    uint8_t *buf, uint32_t cap, uint32_t *len)
+{
+    return cert_call(d, COCA_OP_CERTIFY_EK, nv_index, format, key, key_len,
+                     buf, cap, len);
+}
+
+int coca_certify_ak(struct coca_dev *d, uint32_t format,
+                    const void *proof, uint32_t proof_len,
+                    uint8_t *buf, uint32_t cap, uint32_t *len)
+{
+    return cert_call(d, COCA_OP_CERTIFY_AK, format, 0, proof, proof_len,
+                     buf, cap, len);
+}
+
 int coca_irq_enable(struct coca_dev *d, int on)
 {
     if (!d || !d->ops) {
@@ -760,7 +956,9 @@ const char *coca_status_name(uint32_t status)
     static const char *const names[] = {
         "OK", "PENDING", "RETRY", "BAD_HEADER", "UNSUPPORTED", "INVALID",
         "NOT_NEGOTIATED", "NO_SPACE", "TOO_LARGE", "BAD_BUFFER", "VERSION",
-        "FEATURE", "INTERNAL",
+        "FEATURE", "INTERNAL", "NOT_PROVISIONED", "RATE_LIMITED",
+        "BAD_SIGNATURE", "UNSUPPORTED_KEY", "EXPIRED", "EK_MISMATCH",
+        "NONCE",
     };
 
     if (status < sizeof(names) / sizeof(names[0])) {

@@ -45,6 +45,10 @@ enum lie {
     LIE_FWCFG_HUGE_DIR,
     LIE_FWCFG_BAD_SIZE,
     LIE_SILENT_RING,
+    LIE_ID_OVERLONG,
+    LIE_ID_OVERRUN,
+    LIE_ID_MISSING,
+    LIE_ID_NUL,
 };
 
 #define BASE        COCA_DEFAULT_IOBASE
@@ -147,6 +151,48 @@ static uint32_t serve(const uint8_t *h, const uint8_t *req, uint8_t *resp,
         } else if (F.lie == LIE_ECHO_LEN) {
             *len = req_len - 1;
         }
+        return COCA_STATUS_OK;
+    }
+    if (op == COCA_OP_GET_IDENTITY) {
+        static const char *const vals[] = {
+            NULL, "proj", NULL, "zone-a", "vm1", "1234", "1.2.3",
+        };
+        uint32_t off = 0;
+        int tag;
+
+        for (tag = 1; tag <= 6; tag++) {
+            uint32_t l = tag == 2 ? 8 : strlen(vals[tag]);
+
+            if (F.lie == LIE_ID_MISSING && tag == 3) {
+                continue;
+            }
+            if (F.lie == LIE_ID_OVERLONG && tag == 4) {
+                l = 200;
+            }
+            resp[off] = tag;
+            resp[off + 1] = 0;
+            resp[off + 2] = l;
+            resp[off + 3] = 0;
+            if (tag == 2) {
+                le64(resp + off + 4, 77);
+            } else if (l == 200) {
+                memset(resp + off + 4, 'x', l);
+            } else {
+                memcpy(resp + off + 4, vals[tag], l);
+            }
+            if (F.lie == LIE_ID_NUL && tag == 5) {
+                resp[off + 5] = 0;
+            }
+            off += 4 + l;
+        }
+        if (F.lie == LIE_ID_OVERRUN) {
+            resp[off] = 9;
+            resp[off + 1] = 0;
+            resp[off + 2] = 0xff;
+            resp[off + 3] = 0;
+            off += 4;
+        }
+        *len = off;
         return COCA_STATUS_OK;
     }
     return COCA_STATUS_UNSUPPORTED;
@@ -635,6 +681,69 @@ int main(void)
     ok = 1;
     EXPECT(coca_crc32c(0, "123456789", 9) == 0xe3069283u);
     report("crc32c-check-value", ok);
+
+    /* identity claims */
+    {
+        static const struct {
+            const char *name;
+            enum lie lie;
+            int want;
+        } id_cases[] = {
+            { "identity-honest", LIE_NONE, 0 },
+            { "identity-string-too-long", LIE_ID_OVERLONG, COCA_E_PROTO },
+            { "identity-tlv-overrun", LIE_ID_OVERRUN, COCA_E_PROTO },
+            { "identity-claim-missing", LIE_ID_MISSING, COCA_E_PROTO },
+            { "identity-embedded-nul", LIE_ID_NUL, COCA_E_PROTO },
+        };
+        size_t i;
+
+        for (i = 0; i < sizeof(id_cases) / sizeof(id_cases[0]); i++) {
+            struct coca_identity id;
+
+            ok = 1;
+            EXPECT(ready(&d, &ops_page, id_cases[i].lie) == 0);
+            EXPECT(coca_get_identity(&d, &id) == id_cases[i].want);
+            if (!id_cases[i].want) {
+                EXPECT(!strcmp(id.project_id, "proj") &&
+                       id.project_number == 77 &&
+                       !strcmp(id.instance_name, "vm1") &&
+                       !strcmp(id.oid, "1.2.3"));
+            }
+            report(id_cases[i].name, ok);
+        }
+    }
+
+    /* certificate lists from the host */
+    {
+        uint8_t l[64];
+        const uint8_t *der;
+        uint32_t dl;
+
+        memset(l, 0, sizeof(l));
+        le32(l, 2);
+        le32(l + 8, 3);
+        memcpy(l + 12, "abc", 3);
+        le32(l + 15, 2);
+        memcpy(l + 19, "de", 2);
+        ok = 1;
+        EXPECT(coca_cert_list_get(l, 21, 1, &der, &dl) == 2 && dl == 2 &&
+               der == l + 19);
+        EXPECT(coca_cert_list_get(l, 21, 2, &der, &dl) == COCA_E_INVAL);
+        EXPECT(coca_cert_list_get(l, 22, 0, &der, &dl) == COCA_E_PROTO);
+        EXPECT(coca_cert_list_get(l, 20, 0, &der, &dl) == COCA_E_PROTO);
+        EXPECT(coca_cert_list_get(l, 7, 0, &der, &dl) == COCA_E_PROTO);
+        le32(l + 15, 0xfffffffe);
+        EXPECT(coca_cert_list_get(l, 21, 0, &der, &dl) == COCA_E_PROTO);
+        le32(l + 15, 2);
+        le32(l, 0);
+        EXPECT(coca_cert_list_get(l, 21, 0, &der, &dl) == COCA_E_PROTO);
+        le32(l, 0x7fffffff);
+        EXPECT(coca_cert_list_get(l, 21, 0, &der, &dl) == COCA_E_PROTO);
+        le32(l, 2);
+        le32(l + 4, 1);
+        EXPECT(coca_cert_list_get(l, 21, 0, &der, &dl) == COCA_E_PROTO);
+        report("cert-list-bounds", ok);
+    }
 
     printf("1..%d\n", passed + failed);
     printf("# %d passed, %d failed\n", passed, failed);

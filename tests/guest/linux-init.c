@@ -23,7 +23,7 @@ static int failures;
 /* Run the tool with argv, require exit 0 and, if given, text in stdout. */
 static void run(const char *what, const char *expect, char *const argv[])
 {
-    char out[4096] = "";
+    static char out[32768];
     int pipefd[2], status = -1;
     ssize_t n, len = 0;
     pid_t pid;
@@ -118,7 +118,7 @@ int main(void)
                        NULL };
         char *a4[] = { "/coco-attest-guest", "-m", mem, "negotiate", NULL };
 
-        run("negotiate over the page channel", "negotiated=0x5", a4);
+        run("negotiate over the page channel", "negotiated version=1", a4);
         run("echo over the page channel", "channel=page", a1);
         run("echo 64 KiB through the external buffer",
             "channel=page+ext-buf", a2);
@@ -128,6 +128,22 @@ int main(void)
         failures++;
     }
 
+    if (cmdline_value("coca.ca")) {
+        char *a1[] = { "/coco-attest-guest", "identity", NULL };
+        char *a2[] = { "/coco-attest-guest", "ek-certify", "-r", "/root.crt",
+                       NULL };
+        char *a3[] = { "/coco-attest-guest", "ek-cert", "-r", "/root.crt",
+                       NULL };
+        char *a4[] = { "/coco-attest-guest", "ak-certify", "--tpm", "-r",
+                       "/root.crt", "-o", "-", NULL };
+
+        run("identity claims", "identity project-id=", a1);
+        run("EK certified at first boot, chain verified in the guest",
+            "ek chain verified", a2);
+        run("EK certificate fetched again", "ek chain verified", a3);
+        run("AK certified (CSR and TPM-native), chains verified",
+            "ak-tpm chain verified", a4);
+    }
     printf("coco-attest Linux guest: %s (%d failures)\n",
            failures ? "FAIL" : "PASS", failures);
     fflush(stdout);

@@ -17,14 +17,26 @@ for v in COCA_QEMU COCA_VMLINUX; do
 done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$(dirname "$0")/mk-initramfs.sh" "$tmp/initramfs.cpio" "$init" "$tool"
+# With an instance directory ($COCA_CA_DIR): the identity path too, on a
+# copy without a pre-provisioned EK, so that the guest's first boot
+# certifies its own.
+ca_args=() root=
+if [ -n "${COCA_CA_DIR:-}" ]; then
+    cp -a "$COCA_CA_DIR" "$tmp/instance"
+    rm -f "$tmp/instance/ek/"*
+    ca_args=(-object "coco-attest-ca,id=ca0,dir=$tmp/instance")
+    root=$tmp/instance/root.crt
+fi
+"$(dirname "$0")/mk-initramfs.sh" "$tmp/initramfs.cpio" "$init" "$tool" \
+    $root
 # 1 MiB of guest RAM reserved for the page channel (request page + 64 KiB)
 timeout 120 "$COCA_QEMU" -M q35 -m 256M -nodefaults -display none \
     -no-reboot -serial "file:$tmp/console.log" \
     -device isa-debug-exit,iobase=0xf4,iosize=4 \
-    -device coco-attest,x-echo-delay-ms=10 \
+    "${ca_args[@]}" \
+    -device "coco-attest,x-echo-delay-ms=10${root:+,ca=ca0}" \
     -kernel "$COCA_VMLINUX" -initrd "$tmp/initramfs.cpio" \
-    -append 'console=ttyS0 panic=-1 quiet memmap=1M$0x7000000 coca.mem=0x7000000' \
+    -append "console=ttyS0 panic=-1 quiet memmap=1M\$0x7000000 coca.mem=0x7000000${root:+ coca.ca}" \
     < /dev/null
 rc=$?
 cat "$tmp/console.log"

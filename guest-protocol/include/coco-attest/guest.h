@@ -148,6 +148,45 @@ int coca_echo(struct coca_dev *d, enum coca_channel ch, uint32_t flags,
               const void *data, uint32_t len,
               void *out, uint32_t out_cap, uint32_t *out_len);
 
+/* Identity claims as the host asserts them (COCA_OP_GET_IDENTITY) */
+#define COCA_ID_STR_MAX 128
+struct coca_identity {
+    char project_id[COCA_ID_STR_MAX + 1];
+    uint64_t project_number;
+    char zone[COCA_ID_STR_MAX + 1];
+    char instance_name[COCA_ID_STR_MAX + 1];
+    char instance_id[COCA_ID_STR_MAX + 1];
+    char oid[COCA_ID_STR_MAX + 1];
+};
+
+/* Needs COCA_FEAT_IDENTITY.  Strings are NUL-terminated. */
+int coca_get_identity(struct coca_dev *d, struct coca_identity *id);
+int coca_get_nonce(struct coca_dev *d, uint8_t nonce[COCA_NONCE_SIZE]);
+
+/*
+ * Certificate requests.  buf (cap bytes) receives the certificate list;
+ * the requests that send data build it in buf too, so cap must also hold
+ * 8 bytes more than the key or proof.  *len is the list's length; walk
+ * it with coca_cert_list_get().
+ */
+int coca_get_ek_cert(struct coca_dev *d, uint32_t nv_index,
+                     uint8_t *buf, uint32_t cap, uint32_t *len);
+int coca_certify_ek(struct coca_dev *d, uint32_t nv_index, uint32_t format,
+                    const void *key, uint32_t key_len,
+                    uint8_t *buf, uint32_t cap, uint32_t *len);
+int coca_certify_ak(struct coca_dev *d, uint32_t format,
+                    const void *proof, uint32_t proof_len,
+                    uint8_t *buf, uint32_t cap, uint32_t *len);
+
+/*
+ * Certificate index of a list received from the host: validates the
+ * whole list (count, every length, exact total) and points *der at the
+ * index-th DER certificate, inside list.  Returns the number of
+ * certificates, or COCA_E_PROTO / COCA_E_INVAL.
+ */
+int coca_cert_list_get(const uint8_t *list, uint32_t len, uint32_t index,
+                       const uint8_t **der, uint32_t *der_len);
+
 /* Ask for the completion interrupt (needs COCA_FEAT_IRQ). */
 int coca_irq_enable(struct coca_dev *d, int on);
 
