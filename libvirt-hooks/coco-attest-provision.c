@@ -113,6 +113,9 @@ static int cmd_provision(int argc, char **argv)
           "instance id, e.g. the domain UUID (required)", "ID" },
         { "oid", 0, 0, G_OPTION_ARG_STRING, &c.oid,
           "identity extension OID (default " COCA_OID_IDENTITY ")", "OID" },
+        { "gce", 0, 0, G_OPTION_ARG_NONE, &gce,
+          "also emit Google's GCE instance-info extension (numeric "
+          "instance-id)", NULL },
         { "ek-rekey", 0, 0, G_OPTION_ARG_NONE, &rekey,
           "allow the guest to certify a different EK later", NULL },
         { "validity-hours", 0, 0, G_OPTION_ARG_INT, &hours,
@@ -135,7 +138,6 @@ static int cmd_provision(int argc, char **argv)
     GError *err = NULL;
     char *end;
 
-    (void)gce;
     if (!parse(entries, "provision", &argc, &argv, &err)) {
         return fail(err);
     }
@@ -156,6 +158,7 @@ static int cmd_provision(int argc, char **argv)
     }
     c.validity_hours = hours;
     c.ek_rekey = rekey;
+    c.gce = gce;
     if (ek_nv) {
         nv = strtoul(ek_nv, &end, 0);
         if (*end || (nv != 0x01c00002 && nv != 0x01c0000a &&

@@ -59,6 +59,52 @@ ASN1_SEQUENCE(COCA_IDENTITY) = {
 } ASN1_SEQUENCE_END(COCA_IDENTITY)
 IMPLEMENT_ASN1_FUNCTIONS(COCA_IDENTITY)
 
+/*
+ * Google's GCE instance-info extension (go-tpm-tools server/verify.go),
+ * so that existing verifiers read the identity unchanged:
+ *
+ * GCEInstanceInfo ::= SEQUENCE {
+ *     zone               UTF8String,
+ *     projectNumber      INTEGER,
+ *     projectId          UTF8String,
+ *     instanceId         INTEGER,
+ *     instanceName       UTF8String,
+ *     securityProperties [0] EXPLICIT SEQUENCE {
+ *         securityVersion [0] EXPLICIT INTEGER OPTIONAL,
+ *         isProduction    [1] EXPLICIT BOOLEAN OPTIONAL } OPTIONAL }
+ */
+typedef struct {
+    ASN1_INTEGER *security_version;
+    ASN1_BOOLEAN is_production;
+} COCA_GCE_SECURITY;
+
+DECLARE_ASN1_FUNCTIONS(COCA_GCE_SECURITY)
+ASN1_SEQUENCE(COCA_GCE_SECURITY) = {
+    ASN1_EXP_OPT(COCA_GCE_SECURITY, security_version, ASN1_INTEGER, 0),
+    ASN1_EXP_OPT(COCA_GCE_SECURITY, is_production, ASN1_BOOLEAN, 1),
+} ASN1_SEQUENCE_END(COCA_GCE_SECURITY)
+IMPLEMENT_ASN1_FUNCTIONS(COCA_GCE_SECURITY)
+
+typedef struct {
+    ASN1_UTF8STRING *zone;
+    ASN1_INTEGER *project_number;
+    ASN1_UTF8STRING *project_id;
+    ASN1_INTEGER *instance_id;
+    ASN1_UTF8STRING *instance_name;
+    COCA_GCE_SECURITY *security;
+} COCA_GCE_INFO;
+
+DECLARE_ASN1_FUNCTIONS(COCA_GCE_INFO)
+ASN1_SEQUENCE(COCA_GCE_INFO) = {
+    ASN1_SIMPLE(COCA_GCE_INFO, zone, ASN1_UTF8STRING),
+    ASN1_SIMPLE(COCA_GCE_INFO, project_number, ASN1_INTEGER),
+    ASN1_SIMPLE(COCA_GCE_INFO, project_id, ASN1_UTF8STRING),
+    ASN1_SIMPLE(COCA_GCE_INFO, instance_id, ASN1_INTEGER),
+    ASN1_SIMPLE(COCA_GCE_INFO, instance_name, ASN1_UTF8STRING),
+    ASN1_EXP_OPT(COCA_GCE_INFO, security, COCA_GCE_SECURITY, 0),
+} ASN1_SEQUENCE_END(COCA_GCE_INFO)
+IMPLEMENT_ASN1_FUNCTIONS(COCA_GCE_INFO)
+
 /* TPMSpecification ::= SEQUENCE { family UTF8String, level INTEGER,
  *                                 revision INTEGER } */
 typedef struct {
@@ -163,6 +209,18 @@ gboolean coca_claims_validate(const CocaClaims *c, GError **errp)
             return FALSE;
         }
         ASN1_OBJECT_free(obj);
+    }
+    if (c->gce) {
+        const char *p = c->instance_id;
+
+        while (g_ascii_isdigit(*p)) {
+            p++;
+        }
+        if (*p || strlen(c->instance_id) > 19) {
+            g_set_error(errp, PROVISION_ERROR, 1, "the GCE profile needs a "
+                        "numeric instance-id (at most 19 digits)");
+            return FALSE;
+        }
     }
     if (c->validity_hours < 1 || c->validity_hours > 24 * 366) {
         g_set_error(errp, PROVISION_ERROR, 1,
@@ -290,6 +348,32 @@ static gboolean add_ext_conf(X509 *crt, X509 *issuer, int nid,
     return ok;
 }
 
+/* DER of the GCE instance-info extension (instance-id must be numeric) */
+static unsigned char *gce_der(const CocaClaims *c, int *len)
+{
+    COCA_GCE_INFO *g = COCA_GCE_INFO_new();
+    unsigned char *der = NULL;
+    uint64_t id = g_ascii_strtoull(c->instance_id, NULL, 10);
+
+    if (!g ||
+        !ASN1_STRING_set(g->zone, c->zone, -1) ||
+        !ASN1_INTEGER_set_uint64(g->project_number, c->project_number) ||
+        !ASN1_STRING_set(g->project_id, c->project_id, -1) ||
+        !ASN1_INTEGER_set_uint64(g->instance_id, id) ||
+        !ASN1_STRING_set(g->instance_name, c->instance_name, -1) ||
+        !(g->security = COCA_GCE_SECURITY_new())) {
+        COCA_GCE_INFO_free(g);
+        return NULL;
+    }
+    ASN1_INTEGER_free(g->security->security_version);
+    g->security->security_version = NULL;
+    /* go-tpm-tools reads the extension only from production instances */
+    g->security->is_production = 0xff;
+    *len = i2d_COCA_GCE_INFO(g, &der);
+    COCA_GCE_INFO_free(g);
+    return *len > 0 ? der : NULL;
+}
+
 /* The identity: our extension, optionally GCE's, and a SPIFFE-style URI */
 static gboolean add_identity(X509 *crt, X509 *issuer, const CocaClaims *c)
 {
@@ -304,6 +388,11 @@ static gboolean add_identity(X509 *crt, X509 *issuer, const CocaClaims *c)
     }
     ok = add_ext_der(crt, c->oid ? c->oid : COCA_OID_IDENTITY, 0, der, len);
     OPENSSL_free(der);
+    if (ok && c->gce) {
+        der = gce_der(c, &len);
+        ok = der && add_ext_der(crt, COCA_OID_GCE, 0, der, len);
+        OPENSSL_free(der);
+    }
     uri = g_strdup_printf("URI:spiffe://%s/coco-attest/%s/%s/%s",
                           c->project_id, c->zone, c->instance_name,
                           c->instance_id);
@@ -671,12 +760,21 @@ static X509 *issue_ek(X509 *issuer, EVP_PKEY *issuer_key, EVP_PKEY *ek,
                       "keyid:always")) {
         goto fail;
     }
-    /* identity: the extension only (the SAN is the TPM's DirName) */
+    /* identity: the extensions only (the SAN is the TPM's DirName) */
     OPENSSL_free(der);
     der = identity_der(c, &len);
     if (!der || !add_ext_der(crt, c->oid ? c->oid : COCA_OID_IDENTITY, 0,
-                             der, len) ||
-        !X509_sign(crt, issuer_key, EVP_sha256())) {
+                             der, len)) {
+        goto fail;
+    }
+    if (c->gce) {
+        OPENSSL_free(der);
+        der = gce_der(c, &len);
+        if (!der || !add_ext_der(crt, COCA_OID_GCE, 0, der, len)) {
+            goto fail;
+        }
+    }
+    if (!X509_sign(crt, issuer_key, EVP_sha256())) {
         goto fail;
     }
     OPENSSL_free(der);

@@ -69,9 +69,13 @@ test_instance() {
             --project-id demo-project --project-number 123456789 \
             --zone europe-west4-a --instance-name vm1 \
             --instance-id 6d1f0a52-8b1c-4a77-9d0e-3f0b6e8c2a11 \
-            --ek-pub "$d/ek.der" > /dev/null ||
-            die "could not provision the test instance"
-        export COCA_CA_DIR=$d/instance
+            --ek-pub "$d/ek.der" > /dev/null &&
+        "$P" provision --ca-dir "$d/ca" --instance-dir "$d/instance-gce" \
+            --project-id demo-project --project-number 123456789 \
+            --zone europe-west4-a --instance-name vm2 \
+            --instance-id 3560342035431930290 --gce > /dev/null ||
+            die "could not provision the test instances"
+        export COCA_CA_DIR=$d/instance COCA_CA_GCE_DIR=$d/instance-gce
     fi
 }
 

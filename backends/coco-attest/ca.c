@@ -55,6 +55,9 @@ static const char *const ca_ek_ext_oids[] = {
 #define NV_EK_ECC_P256      0x01c0000au
 #define NV_EK_ECC_P384      0x01c00016u
 
+/* Google's GCE instance-info extension, copied when the issuer has it */
+#define CA_OID_GCE              "1.3.6.1.4.1.11129.2.1.21"
+
 /* TCG key purpose for attestation identity (AK) certificates */
 #define TCG_KP_AIK_CERTIFICATE  "2.23.133.8.3"
 
@@ -75,6 +78,7 @@ struct CocoAttestCa {
     gnutls_privkey_t key;
     GPtrArray *chain;           /* GBytes: issuer then up to the root */
     GBytes *identity_ext;       /* identity extension value, from issuer */
+    GBytes *gce_ext;            /* GCE instance-info, if the issuer has it */
     GBytes *ek_ext[G_N_ELEMENTS(ca_ek_ext_oids)];   /* from the template */
     unsigned int ek_ext_critical[G_N_ELEMENTS(ca_ek_ext_oids)];
     uint8_t issuer_ski[64];
@@ -325,6 +329,11 @@ static void ca_complete(UserCreatable *uc, Error **errp)
     }
     ca->identity_ext = g_bytes_new(ext.data, ext.size);
     gnutls_free(ext.data);
+    if (gnutls_x509_crt_get_extension_by_oid2(ca->issuer, CA_OID_GCE, 0,
+                                              &ext, &critical) >= 0) {
+        ca->gce_ext = g_bytes_new(ext.data, ext.size);
+        gnutls_free(ext.data);
+    }
     if (gnutls_privkey_init(&ca->key) < 0 ||
         gnutls_privkey_import_x509(ca->key, xkey,
                                    GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE) < 0) {
@@ -396,6 +405,17 @@ static bool ca_key_acceptable(gnutls_pubkey_t pub, char **why)
     return false;
 }
 
+/* The GCE instance-info extension, when the instance's profile has it */
+static int ca_set_gce(CocoAttestCa *ca, gnutls_x509_crt_t crt)
+{
+    if (!ca->gce_ext) {
+        return 0;
+    }
+    return gnutls_x509_crt_set_extension_by_oid(
+        crt, CA_OID_GCE, g_bytes_get_data(ca->gce_ext, NULL),
+        g_bytes_get_size(ca->gce_ext), 0);
+}
+
 /* Everything but the signature; returns a GnuTLS error code. */
 static int ca_fill(CocoAttestCa *ca, gnutls_x509_crt_t crt,
                    gnutls_pubkey_t pub, unsigned int key_usage,
@@ -458,6 +478,10 @@ static int ca_fill(CocoAttestCa *ca, gnutls_x509_crt_t crt,
     ret = gnutls_x509_crt_set_extension_by_oid(
         crt, c->oid, g_bytes_get_data(ca->identity_ext, NULL),
         g_bytes_get_size(ca->identity_ext), 0);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = ca_set_gce(ca, crt);
     if (ret < 0) {
         return ret;
     }
@@ -839,6 +863,9 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
             g_bytes_get_size(ca->identity_ext), 0);
     }
     if (ret >= 0) {
+        ret = ca_set_gce(ca, crt);
+    }
+    if (ret >= 0) {
         ret = gnutls_x509_crt_set_authority_key_id(crt, ca->issuer_ski,
                                                    ca->issuer_ski_len);
     }
@@ -1025,6 +1052,9 @@ static void ca_instance_finalize(Object *obj)
     }
     if (ca->identity_ext) {
         g_bytes_unref(ca->identity_ext);
+    }
+    if (ca->gce_ext) {
+        g_bytes_unref(ca->gce_ext);
     }
     for (i = 0; i < G_N_ELEMENTS(ca->ek_ext); i++) {
         if (ca->ek_ext[i]) {

@@ -114,6 +114,23 @@ ok $? "identity.conf records the claims and the EK policy"
     ext_strings inst-oid/issuer.crt 1.3.6.1.4.1.99999.1 | grep -q '^vm1$'
 ok $? "the identity extension OID is configurable"
 
+# the GCE-compatible profile (go-tpm-tools' GCEInstanceInfo)
+"$P" provision --ca-dir ca --instance-dir inst-gce --project-id \
+    jiankun-vm-test --project-number 620438545889 --zone us-west1-b \
+    --instance-name jkltest42102 --instance-id 3560342035431930290 \
+    --gce > /dev/null &&
+    ext_strings inst-gce/issuer.crt 1.3.6.1.4.1.11129.2.1.21 > gce.txt &&
+    printf '%s\n' us-west1-b 907504E5E1 jiankun-vm-test 3168E037BCCFB9B2 \
+        jkltest42102 | diff - gce.txt &&
+    openssl asn1parse -in inst-gce/issuer.crt -strparse "$(
+        openssl asn1parse -in inst-gce/issuer.crt |
+        awk '/:1.3.6.1.4.1.11129.2.1.21$/ { getline; sub(/:.*/, "");
+                                            print $1 }')" |
+        grep -q 'BOOLEAN *:255'
+ok $? "--gce adds GCEInstanceInfo, as go-tpm-tools decodes it"
+expect_fail "--gce needs a numeric instance id" "numeric instance-id" \
+    "$P" provision --ca-dir ca --instance-dir inst-gce2 "${claims[@]}" --gce
+
 # the CA key through an OpenSSL store URI
 "$P" provision --ca-cert ca/ca.crt --ca-key "file://$T/ca/ca.key" \
     --instance-dir inst-uri "${claims[@]}" > /dev/null

@@ -2326,6 +2326,70 @@ static void test_ca_tpm_ak(void)
     coca_stop(c);
 }
 
+/* The GCE instance-info extension reaches issued certificates. */
+static void test_ca_gce(void)
+{
+    const char *dir = g_getenv("COCA_CA_GCE_DIR");
+    gnutls_x509_privkey_t key;
+    g_autoptr(GBytes) csr = NULL, spki = NULL;
+    g_autoptr(GPtrArray) certs = NULL, ek = NULL;
+    g_autofree char *issuer_path = NULL, *pem = NULL;
+    gnutls_x509_crt_t issuer;
+    gnutls_datum_t d, want;
+    unsigned int critical;
+    gsize plen;
+    char *copy;
+    Coca *c;
+    int i;
+
+    if (!dir) {
+        g_test_skip("COCA_CA_GCE_DIR (a --gce instance directory) unset");
+        return;
+    }
+    issuer_path = g_build_filename(dir, "issuer.crt", NULL);
+    g_assert_true(g_file_get_contents(issuer_path, &pem, &plen, NULL));
+    d = (gnutls_datum_t) { .data = (unsigned char *)pem, .size = plen };
+    g_assert_cmpint(gnutls_x509_crt_init(&issuer), ==, 0);
+    g_assert_cmpint(gnutls_x509_crt_import(issuer, &d, GNUTLS_X509_FMT_PEM),
+                    ==, 0);
+    g_assert_cmpint(gnutls_x509_crt_get_extension_by_oid2(
+                        issuer, "1.3.6.1.4.1.11129.2.1.21", 0, &want,
+                        &critical), ==, 0);
+
+    copy = ca_dir_copy(dir, false);
+    c = ca_ready(copy, NULL);
+    key = new_key(GNUTLS_PK_ECDSA,
+                  GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1));
+    csr = greedy_csr(key);
+    spki = spki_of(key);
+    g_assert_cmpuint(certify_ak(c, csr, &certs), ==, COCA_STATUS_OK);
+    g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P256, COCA_KEY_FORMAT_SPKI,
+                                spki, &ek), ==, COCA_STATUS_OK);
+    for (i = 0; i < 2; i++) {
+        GBytes *der = g_ptr_array_index(i ? ek : certs, 0);
+        gnutls_x509_crt_t crt;
+        gnutls_datum_t got;
+
+        d.data = (unsigned char *)g_bytes_get_data(der, NULL);
+        d.size = g_bytes_get_size(der);
+        g_assert_cmpint(gnutls_x509_crt_init(&crt), ==, 0);
+        g_assert_cmpint(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER),
+                        ==, 0);
+        g_assert_cmpint(gnutls_x509_crt_get_extension_by_oid2(
+                            crt, "1.3.6.1.4.1.11129.2.1.21", 0, &got,
+                            &critical), ==, 0);
+        g_assert_cmpuint(critical, ==, 0);
+        g_assert_cmpmem(got.data, got.size, want.data, want.size);
+        gnutls_free(got.data);
+        gnutls_x509_crt_deinit(crt);
+    }
+    gnutls_free(want.data);
+    gnutls_x509_crt_deinit(issuer);
+    gnutls_x509_privkey_deinit(key);
+    coca_stop(c);
+    rm_dir_copy(copy);
+}
+
 /* Without IDENTITY negotiated, or without a backend, no identity. */
 static void test_ca_feature(void)
 {
@@ -2457,6 +2521,7 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/ca/certify-ek", test_ca_certify_ek);
     qtest_add_func("/coco-attest/ca/bad-ek", test_ca_bad_ek);
     qtest_add_func("/coco-attest/ca/tpm-ak", test_ca_tpm_ak);
+    qtest_add_func("/coco-attest/ca/gce", test_ca_gce);
     qtest_add_func("/coco-attest/ca/feature", test_ca_feature);
     qtest_add_func("/coco-attest/ca/startup-errors", test_ca_startup_errors);
 #endif
