@@ -1529,20 +1529,28 @@ static GBytes *greedy_csr(gnutls_x509_privkey_t key)
     return out;
 }
 
-static uint32_t certify_ak(Coca *c, GBytes *csr, GPtrArray **certs)
+/* A request of two 32-bit words and data, answered by a certificate list */
+static uint32_t cert_req(Coca *c, uint16_t op, uint32_t a, uint32_t b,
+                         GBytes *data, GPtrArray **certs)
 {
-    size_t n = g_bytes_get_size(csr);
+    size_t n = g_bytes_get_size(data);
     g_autofree uint8_t *req = g_malloc0(8 + n);
     g_autofree uint8_t *resp = NULL;
     uint32_t len, st;
 
-    stl_le_p(req, COCA_AK_FORMAT_CSR);
-    memcpy(req + 8, g_bytes_get_data(csr, NULL), n);
-    st = ca_call(c, COCA_OP_CERTIFY_AK, req, 8 + n, &resp, &len);
+    stl_le_p(req, a);
+    stl_le_p(req + 4, b);
+    memcpy(req + 8, g_bytes_get_data(data, NULL), n);
+    st = ca_call(c, op, req, 8 + n, &resp, &len);
     if (st == COCA_STATUS_OK && certs) {
         *certs = cert_list(resp, len);
     }
     return st;
+}
+
+static uint32_t certify_ak(Coca *c, GBytes *csr, GPtrArray **certs)
+{
+    return cert_req(c, COCA_OP_CERTIFY_AK, COCA_AK_FORMAT_CSR, 0, csr, certs);
 }
 
 static void test_ca_identity(void)
@@ -1944,19 +1952,7 @@ static GBytes *tpmt_rsa(gnutls_x509_privkey_t key)
 static uint32_t certify_ek(Coca *c, uint32_t nv, uint32_t format,
                            GBytes *key, GPtrArray **certs)
 {
-    size_t n = g_bytes_get_size(key);
-    g_autofree uint8_t *req = g_malloc0(8 + n);
-    g_autofree uint8_t *resp = NULL;
-    uint32_t len, st;
-
-    stl_le_p(req, nv);
-    stl_le_p(req + 4, format);
-    memcpy(req + 8, g_bytes_get_data(key, NULL), n);
-    st = ca_call(c, COCA_OP_CERTIFY_EK, req, 8 + n, &resp, &len);
-    if (st == COCA_STATUS_OK && certs) {
-        *certs = cert_list(resp, len);
-    }
-    return st;
+    return cert_req(c, COCA_OP_CERTIFY_EK, nv, format, key, certs);
 }
 
 /* The TCG EK profile of an issued EK certificate */
@@ -2208,18 +2204,8 @@ static GBytes *tpm_ak_proof(gnutls_x509_privkey_t key, const uint8_t *nonce,
 
 static uint32_t certify_tpm_ak(Coca *c, GBytes *proof, GPtrArray **certs)
 {
-    size_t n = g_bytes_get_size(proof);
-    g_autofree uint8_t *req = g_malloc0(8 + n);
-    g_autofree uint8_t *resp = NULL;
-    uint32_t len, st;
-
-    stl_le_p(req, COCA_AK_FORMAT_TPM);
-    memcpy(req + 8, g_bytes_get_data(proof, NULL), n);
-    st = ca_call(c, COCA_OP_CERTIFY_AK, req, 8 + n, &resp, &len);
-    if (st == COCA_STATUS_OK && certs) {
-        *certs = cert_list(resp, len);
-    }
-    return st;
+    return cert_req(c, COCA_OP_CERTIFY_AK, COCA_AK_FORMAT_TPM, 0, proof,
+                    certs);
 }
 
 static uint8_t *get_nonce(Coca *c)
