@@ -73,9 +73,15 @@ test_instance() {
         "$P" provision --ca-dir "$d/ca" --instance-dir "$d/instance-gce" \
             --project-id demo-project --project-number 123456789 \
             --zone europe-west4-a --instance-name vm2 \
-            --instance-id 3560342035431930290 --gce > /dev/null ||
+            --instance-id 3560342035431930290 --gce > /dev/null &&
+        faketime -f '-2d' "$P" provision --ca-dir "$d/ca" \
+            --instance-dir "$d/instance-expired" --validity-hours 1 \
+            --project-id demo-project --project-number 123456789 \
+            --zone europe-west4-a --instance-name vm3 --instance-id 3 \
+            > /dev/null ||
             die "could not provision the test instances"
         export COCA_CA_DIR=$d/instance COCA_CA_GCE_DIR=$d/instance-gce
+        export COCA_CA_EXPIRED_DIR=$d/instance-expired
     fi
 }
 

@@ -15,7 +15,7 @@ PKGS=(
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev
     libgnutls28-dev libcurl4-gnutls-dev libssl-dev openssl gnutls-bin
     seabios qemu-system-data ipxe-qemu
-    python3-cryptography swtpm-tools
+    python3-cryptography swtpm-tools faketime
 )
 BPO_PKGS=(meson python3-pycotap)
 

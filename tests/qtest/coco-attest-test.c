@@ -2264,6 +2264,27 @@ static void test_ca_tpm_ak(void)
 
     /* replay: the nonce was used up */
     g_assert_cmpuint(certify_tpm_ak(c, p1, NULL), ==, COCA_STATUS_NONCE);
+    /* the key in the proof is not the key that signed it */
+    {
+        gnutls_x509_privkey_t other = new_key(
+            GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1));
+        g_autofree uint8_t *n4 = get_nonce(c);
+        g_autoptr(GBytes) mine = tpm_ak_proof(key, n4, 0x000b);
+        g_autoptr(GBytes) theirs = tpm_ak_proof(other, n4, 0x000b);
+        /* TPMT_PUBLIC of a P-256 key: 20 bytes + two 34-byte TPM2Bs */
+        const size_t pub_len = 20 + 2 * 34;
+        GByteArray *mix = g_byte_array_new();
+        g_autoptr(GBytes) spliced = NULL;
+
+        g_byte_array_append(mix, g_bytes_get_data(mine, NULL), pub_len);
+        g_byte_array_append(mix, (const uint8_t *)g_bytes_get_data(theirs,
+                                                                   NULL) +
+                            pub_len, g_bytes_get_size(theirs) - pub_len);
+        spliced = g_byte_array_free_to_bytes(mix);
+        g_assert_cmpuint(certify_tpm_ak(c, spliced, NULL), ==,
+                         COCA_STATUS_BAD_SIGNATURE);
+        gnutls_x509_privkey_deinit(other);
+    }
     /* a fresh nonce, but the proof is over the old one */
     n2 = get_nonce(c);
     g_assert_cmpuint(certify_tpm_ak(c, p1, NULL), ==,
@@ -2455,8 +2476,9 @@ static void test_ca_startup_errors(void)
             g_autofree char *twice = g_strconcat(root, root, NULL);
             g_assert_true(g_file_set_contents(f, twice, -1, NULL));
         }
-        run = g_strdup_printf("%s -M q35 -accel qtest -nodefaults -display "
-                              "none -S -object coco-attest-ca,id=ca0,dir=%s "
+        run = g_strdup_printf("timeout 20 %s -M q35 -accel qtest -nodefaults "
+                              "-display none -S "
+                              "-object coco-attest-ca,id=ca0,dir=%s "
                               "-device coco-attest,ca=ca0", qemu, d);
         g_assert_true(g_spawn_command_line_sync(run, &out, &err, &status,
                                                 NULL));
@@ -2469,6 +2491,23 @@ static void test_ca_startup_errors(void)
     }
     cmd = g_strdup_printf("rm -rf %s", tmp);
     g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, NULL, NULL));
+
+    /* identity material that has expired (provisioned in the past) */
+    if (g_getenv("COCA_CA_EXPIRED_DIR")) {
+        g_autofree char *out = NULL, *err = NULL, *run = NULL;
+        int status;
+
+        run = g_strdup_printf("timeout 20 %s -M q35 -accel qtest -nodefaults "
+                              "-display none -S "
+                              "-object coco-attest-ca,id=ca0,dir=%s "
+                              "-device coco-attest,ca=ca0", qemu,
+                              g_getenv("COCA_CA_EXPIRED_DIR"));
+        g_assert_true(g_spawn_command_line_sync(run, &out, &err, &status,
+                                                NULL));
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 1);
+        g_assert_nonnull(strstr(err, "has expired: re-provision"));
+    }
 }
 #endif /* CONFIG_GNUTLS */
 
