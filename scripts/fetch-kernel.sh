@@ -21,7 +21,9 @@ if [ -s "$dir/vmlinux" ]; then
 fi
 log "fetching linux-image-$abi (apt-get download)"
 tmp=$(mktemp -d)
-chmod 755 "$tmp"     # apt downloads as _apt
+chmod 755 "$tmp"
+# apt downloads as _apt when it can write there: no sandbox warning
+chown _apt "$tmp" 2>/dev/null || true
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && retry apt-get download -q "linux-image-$abi" >&2) ||
     die "apt-get download linux-image-$abi failed"
