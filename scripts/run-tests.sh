@@ -92,6 +92,10 @@ suite_ca() {
         --test-args '-p /x86_64/coco-attest/ca'
 }
 
+suite_libvirt() {
+    meson_suite libvirt "$TOP/build/project" --suite libvirt
+}
+
 suite_qtest() {
     test_instance
     meson_suite qtest "$QBUILD" \

@@ -14,6 +14,7 @@ PKGS=(
     python3 python3-venv ninja-build pkgconf flex bison
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev
     libgnutls28-dev libcurl4-gnutls-dev libssl-dev openssl gnutls-bin
+    libxml2-dev libxml2-utils
     seabios qemu-system-data ipxe-qemu
     python3-cryptography swtpm-tools faketime
 )

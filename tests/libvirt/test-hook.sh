@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Tests of the libvirt qemu hook (TAP), fed domain XML as libvirt does.
+#
+#   test-hook.sh PATH-TO-coco-attest-hook PATH-TO-coco-attest-provision
+set -uo pipefail
+H=$(realpath "$1")
+P=$(realpath "$2")
+SCHEMA=$(realpath "$(dirname "$0")/../../docs/schemas/coco-attest-domain.rng")
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+n=0
+failed=0
+
+ok() {
+    n=$((n + 1))
+    if [ "$1" = 0 ]; then
+        echo "ok $n - $2"
+    else
+        echo "not ok $n - $2"
+        failed=$((failed + 1))
+    fi
+}
+
+"$P" init-ca --ca-dir ca > /dev/null
+cat > hook.conf <<CONF
+[ca]
+dir=$T/ca
+[hook]
+state-dir=$T/state
+group=nogroup
+CONF
+export COCO_ATTEST_HOOK_CONF=$T/hook.conf
+UUID=6d1f0a52-8b1c-4a77-9d0e-3f0b6e8c2a11
+
+domain() {   # domain NAME METADATA [SECLABEL]
+    cat <<XML
+<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>$1</name>
+  <uuid>$UUID</uuid>
+  <metadata>$2</metadata>
+  <memory unit='MiB'>256</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  ${3:-}
+</domain>
+XML
+}
+
+META="<coca:instance xmlns:coca='https://coco-attest.invalid/xmlns/domain/1'>
+  <coca:project id='demo-project' number='123456789'/>
+  <coca:zone>europe-west4-a</coca:zone>
+</coca:instance>"
+
+# --- prepare begin --------------------------------------------------
+domain vm1 "$META" > vm1.xml
+printf '%s\n' "$META" > meta.xml
+xmllint --noout --relaxng "$SCHEMA" meta.xml 2> /dev/null
+ok $? "the example metadata validates against the RelaxNG schema"
+"$H" vm1 prepare begin - < vm1.xml
+ok $? "prepare begin provisions the instance"
+D=state/$UUID
+[ "$(stat -c '%a %U %G' "$D")" = "750 root nogroup" ] &&
+    [ "$(stat -c '%a %U %G' "$D/issuer.key")" = "640 root nogroup" ]
+ok $? "state directory root:GROUP 0750, files 0640"
+grep -q '^instance-name=vm1$' "$D/identity.conf" &&
+    grep -q "^instance-id=$UUID$" "$D/identity.conf" &&
+    grep -q '^project-number=123456789$' "$D/identity.conf"
+ok $? "instance name and id default to the domain's name and UUID"
+"$P" verify --instance-dir "$D" > /dev/null &&
+    openssl verify -CAfile ca/ca.crt "$D/issuer.crt" > /dev/null
+ok $? "the provisioned directory verifies against the host CA"
+
+# explicit name/id, profile, EK policy, DAC seclabel group
+META2="<coca:instance xmlns:coca='https://coco-attest.invalid/xmlns/domain/1'>
+  <coca:project id='p2' number='42'/>
+  <coca:zone>z2</coca:zone>
+  <coca:name>web-1</coca:name>
+  <coca:id>3560342035431930290</coca:id>
+  <coca:profile gce='yes'/>
+  <coca:ek rekey='yes'/>
+</coca:instance>"
+printf '%s\n' "$META2" > meta2.xml
+xmllint --noout --relaxng "$SCHEMA" meta2.xml 2> /dev/null
+ok $? "the full metadata validates against the RelaxNG schema"
+printf '%s\n' "<coca:instance xmlns:coca='https://coco-attest.invalid/xmlns/domain/1'><coca:zone>z</coca:zone></coca:instance>" > meta3.xml
+! xmllint --noout --relaxng "$SCHEMA" meta3.xml 2> /dev/null
+ok $? "the schema rejects metadata without a project"
+domain vm2 "$META2" "<seclabel type='dynamic' model='dac' relabel='yes'><label>+0:+65534</label></seclabel>" > vm2.xml
+"$H" vm2 prepare begin - < vm2.xml &&
+    grep -q '^instance-name=web-1$' "$D/identity.conf" &&
+    grep -q '^gce=true$' "$D/identity.conf" &&
+    grep -q '^rekey=true$' "$D/identity.conf" &&
+    [ "$(stat -c %g "$D")" = 65534 ]
+ok $? "explicit claims, GCE profile, EK policy, group from the DAC seclabel"
+
+# --- domains without metadata, and bad metadata -----------------------
+domain plain "" > plain.xml
+rm -rf state2
+sed "s|state-dir=.*|state-dir=$T/state2|" hook.conf > hook2.conf
+COCO_ATTEST_HOOK_CONF=$T/hook2.conf "$H" plain prepare begin - < plain.xml &&
+    [ ! -e state2 ]
+ok $? "domains without coco-attest metadata are ignored"
+
+bad() {   # bad WHAT MESSAGE METADATA
+    local out
+    domain bad "$3" > bad.xml
+    out=$(COCO_ATTEST_HOOK_CONF=$T/hook2.conf "$H" bad prepare begin - \
+          < bad.xml 2>&1)
+    if [ $? -ne 0 ] && grep -qF -- "$2" <<< "$out" &&
+       [ "$(wc -l <<< "$out")" = 1 ] && [ ! -e "state2/$UUID" ]; then
+        ok 0 "$1"
+    else
+        echo "# $out"
+        ok 1 "$1"
+    fi
+}
+NS="xmlns:coca='https://coco-attest.invalid/xmlns/domain/1'"
+bad "refused: project number not a number" "decimal number" \
+    "<coca:instance $NS><coca:project id='p' number='x1'/><coca:zone>z</coca:zone></coca:instance>"
+bad "refused: missing zone" "zone must be" \
+    "<coca:instance $NS><coca:project id='p' number='1'/></coca:instance>"
+bad "refused: bad characters in the project" "project-id must be" \
+    "<coca:instance $NS><coca:project id='a/b' number='1'/><coca:zone>z</coca:zone></coca:instance>"
+bad "refused: bad boolean" "yes or no" \
+    "<coca:instance $NS><coca:project id='p' number='1'/><coca:zone>z</coca:zone><coca:ek rekey='maybe'/></coca:instance>"
+bad "refused: two instances" "more than one" \
+    "<coca:instance $NS><coca:project id='p' number='1'/><coca:zone>z</coca:zone></coca:instance><coca:instance $NS/>"
+printf '<domain><name>x' > broken.xml
+out=$(COCO_ATTEST_HOOK_CONF=$T/hook2.conf "$H" x prepare begin - < broken.xml 2>&1)
+[ $? -ne 0 ] && grep -q "does not parse" <<< "$out"
+ok $? "refused: XML that does not parse"
+out=$(COCO_ATTEST_HOOK_CONF=$T/missing.conf "$H" vm1 prepare begin - < vm1.xml 2>&1)
+[ $? -ne 0 ] && grep -q "missing.conf" <<< "$out"
+ok $? "refused: missing configuration, named"
+
+# --- release, reconnect, restore ---------------------------------------
+"$H" vm1 release end - < vm1.xml && [ "$(ls "$D")" = ek ]
+ok $? "release end keeps only the persistent EK state"
+"$H" vm1 reconnect begin - < vm1.xml 2> reconnect.err
+ok $? "reconnect begin does not fail, even with the instance gone"
+"$H" vm1 restore begin - < vm1.xml > restored.xml && cmp -s vm1.xml restored.xml
+ok $? "restore begin passes the XML through unchanged"
+"$H" vm1 migrate begin - < vm1.xml > migrated.xml && cmp -s vm1.xml migrated.xml
+ok $? "migrate begin passes the XML through unchanged"
+"$H" vm1 started begin - < vm1.xml
+ok $? "other operations are no-ops"
+
+echo "1..$n"
+echo "# $((n - failed)) passed, $failed failed"
+[ "$failed" -eq 0 ]
