@@ -93,7 +93,14 @@ suite_ca() {
 }
 
 suite_libvirt() {
-    meson_suite libvirt "$TOP/build/project" --suite libvirt
+    local vmlinux
+    vmlinux=$(bash "$TOP/scripts/fetch-kernel.sh") || {
+        echo "  libvirt: could not fetch the test kernel"
+        failed=$((failed + 1))
+        return
+    }
+    COCA_QEMU_BUILD=$QBUILD COCA_VMLINUX=$vmlinux \
+        meson_suite libvirt "$TOP/build/project" --suite libvirt
 }
 
 suite_qtest() {

@@ -18,7 +18,8 @@ PKGS=(
     seabios qemu-system-data ipxe-qemu
     python3-cryptography swtpm-tools faketime
 )
-BPO_PKGS=(meson python3-pycotap)
+BPO_PKGS=(meson python3-pycotap
+          libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu)
 
 SRC_LIST=/etc/apt/sources.list.d/coco-attest.sources
 
