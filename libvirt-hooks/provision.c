@@ -555,6 +555,40 @@ static gboolean make_dir(const char *path, mode_t mode, gid_t gid,
     return TRUE;
 }
 
+/* rename dir_from/name to dir_to/name */
+static gboolean move_in(const char *from_dir, const char *name,
+                        const char *to_dir, GError **errp)
+{
+    g_autofree char *from = g_build_filename(from_dir, name, NULL);
+    g_autofree char *to = g_build_filename(to_dir, name, NULL);
+
+    if (rename(from, to) < 0) {
+        g_set_error(errp, PROVISION_ERROR, 1, "%s: %s", to,
+                    g_strerror(errno));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Remove a directory of plain files and subdirectories we created. */
+static void remove_tree(const char *path)
+{
+    g_autoptr(GDir) d = g_dir_open(path, 0, NULL);
+    const char *n;
+
+    while (d && (n = g_dir_read_name(d))) {
+        g_autofree char *p = g_build_filename(path, n, NULL);
+
+        if (g_file_test(p, G_FILE_TEST_IS_DIR) &&
+            !g_file_test(p, G_FILE_TEST_IS_SYMLINK)) {
+            remove_tree(p);
+        } else {
+            unlink(p);
+        }
+    }
+    rmdir(path);
+}
+
 /* ------------------------------------------------------------------ */
 /* Host CA                                                             */
 /* ------------------------------------------------------------------ */
@@ -835,7 +869,9 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
     g_autofree char *ek_dir = g_build_filename(dir, COCA_EK_DIR, NULL);
     g_autofree char *identity = NULL;
     g_autofree char *issuer_pem = NULL, *root_pem = NULL, *chain = NULL;
-    g_autofree char *tmpl_pem = NULL;
+    g_autofree char *tmpl_pem = NULL, *stage = NULL;
+    g_autofree char *ek_crt_name = NULL, *ek_pub_name = NULL;
+    gboolean created = FALSE;
     EVP_PKEY *ca_key = NULL, *key = NULL, *ek = NULL, *tmpl_key = NULL;
     X509 *ca_crt = NULL, *crt = NULL, *ek_crt = NULL, *tmpl = NULL;
     BIO *b = NULL;
@@ -897,10 +933,22 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
         goto out;
     }
 
-    /* write: directories first, the key last (it completes the set) */
+    /*
+     * Every file is written and synced in a staging directory first and
+     * only then renamed into place, so that a failure (a full disk, say)
+     * leaves the previous instance untouched and no half-written one.
+     */
+    created = !g_file_test(dir, G_FILE_TEST_IS_DIR);
     /* QEMU's group writes the EK state it creates at first boot */
     if (!make_dir(dir, dmode, gid, errp) ||
         !make_dir(ek_dir, gid != (gid_t)-1 ? 02770 : 0700, gid, errp)) {
+        goto out;
+    }
+    stage = g_build_filename(dir, ".provision-XXXXXX", NULL);
+    if (!g_mkdtemp_full(stage, 0700)) {
+        g_set_error(errp, PROVISION_ERROR, 1, "%s: %s", stage,
+                    g_strerror(errno));
+        g_clear_pointer(&stage, g_free);
         goto out;
     }
     b = BIO_new(BIO_s_mem());
@@ -914,17 +962,17 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
     root_pem = pem_of_cert(ca_crt);
     tmpl_pem = pem_of_cert(tmpl);
     chain = g_strconcat(issuer_pem, root_pem, NULL);
-    if (!write_file(dir, COCA_IDENTITY_FILE, identity, strlen(identity),
+    if (!write_file(stage, COCA_IDENTITY_FILE, identity, strlen(identity),
                     fmode, gid, errp) ||
-        !write_file(dir, COCA_ROOT_FILE, root_pem, strlen(root_pem), fmode,
+        !write_file(stage, COCA_ROOT_FILE, root_pem, strlen(root_pem), fmode,
                     gid, errp) ||
-        !write_file(dir, COCA_EK_TEMPLATE_FILE, tmpl_pem, strlen(tmpl_pem),
+        !write_file(stage, COCA_EK_TEMPLATE_FILE, tmpl_pem, strlen(tmpl_pem),
                     fmode, gid, errp) ||
-        !write_file(dir, COCA_CHAIN_FILE, chain, strlen(chain), fmode, gid,
+        !write_file(stage, COCA_CHAIN_FILE, chain, strlen(chain), fmode, gid,
                     errp) ||
-        !write_file(dir, COCA_ISSUER_CRT_FILE, issuer_pem,
+        !write_file(stage, COCA_ISSUER_CRT_FILE, issuer_pem,
                     strlen(issuer_pem), fmode, gid, errp) ||
-        !write_file(dir, COCA_ISSUER_KEY_FILE, kdata, klen, fmode, gid,
+        !write_file(stage, COCA_ISSUER_KEY_FILE, kdata, klen, fmode, gid,
                     errp)) {
         goto out;
     }
@@ -932,20 +980,45 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
         unsigned char *der = NULL, *pub = NULL;
         int dlen = i2d_X509(ek_crt, &der);
         int plen = i2d_PUBKEY(ek, &pub);
-        g_autofree char *cname = g_strdup_printf("ek-%08x.crt", ek_nv);
-        g_autofree char *pname = g_strdup_printf("ek-%08x.pub", ek_nv);
 
+        ek_crt_name = g_strdup_printf("ek-%08x.crt", ek_nv);
+        ek_pub_name = g_strdup_printf("ek-%08x.pub", ek_nv);
         ok = dlen > 0 && plen > 0 &&
-             write_file(ek_dir, pname, pub, plen, fmode, gid, errp) &&
-             write_file(ek_dir, cname, der, dlen, fmode, gid, errp);
+             write_file(stage, ek_pub_name, pub, plen, fmode, gid, errp) &&
+             write_file(stage, ek_crt_name, der, dlen, fmode, gid, errp);
         OPENSSL_free(der);
         OPENSSL_free(pub);
         if (!ok) {
             goto out;
         }
+        ok = FALSE;
+    }
+    /* all written: move into place, the key last (it completes the set) */
+    {
+        static const char *const order[] = {
+            COCA_IDENTITY_FILE, COCA_ROOT_FILE, COCA_EK_TEMPLATE_FILE,
+            COCA_CHAIN_FILE, COCA_ISSUER_CRT_FILE, COCA_ISSUER_KEY_FILE,
+        };
+        size_t i;
+
+        for (i = 0; i < G_N_ELEMENTS(order); i++) {
+            if (!move_in(stage, order[i], dir, errp)) {
+                goto out;
+            }
+        }
+        if (ek_crt && (!move_in(stage, ek_pub_name, ek_dir, errp) ||
+                       !move_in(stage, ek_crt_name, ek_dir, errp))) {
+            goto out;
+        }
     }
     ok = TRUE;
 out:
+    if (stage) {
+        remove_tree(stage);
+    }
+    if (!ok && created) {
+        remove_tree(dir);
+    }
     BIO_free(b);
     X509_free(tmpl);
     X509_free(ek_crt);

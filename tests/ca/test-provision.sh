@@ -243,6 +243,29 @@ sed -i 's/^project-number=.*/project-number=x/' inst-bad/identity.conf
 expect_fail "verify catches corrupt claims" "project-number" \
     "$P" verify --instance-dir inst-bad
 
+# --- a full disk: nothing half-written, the previous instance intact ----
+mkdir -p full
+if mount -t tmpfs -o size=64k tmpfs full 2> /dev/null; then
+    "$P" provision --ca-dir ca --instance-dir full/inst "${claims[@]}" \
+        > /dev/null
+    before=$(find full/inst -type f -exec sha256sum {} + | sort)
+    dd if=/dev/zero of=full/filler bs=4k 2> /dev/null
+    out=$("$P" provision --ca-dir ca --instance-dir full/inst \
+          "${claims[@]}" 2>&1)
+    rc=$?
+    [ $rc -ne 0 ] && grep -q "No space left" <<< "$out" &&
+        [ "$(find full/inst -type f -exec sha256sum {} + | sort)" = "$before" ] &&
+        [ -z "$(find full/inst -name '.provision-*')" ]
+    ok $? "full disk: refused, the previous instance untouched"
+    out=$("$P" provision --ca-dir ca --instance-dir full/new \
+          "${claims[@]}" 2>&1)
+    [ $? -ne 0 ] && [ ! -e full/new ]
+    ok $? "full disk: a new instance leaves nothing behind"
+    umount full
+else
+    n=$((n + 1)); echo "ok $n # SKIP cannot mount a tmpfs here"
+fi
+
 # --- purge ------------------------------------------------------------
 "$P" purge --instance-dir inst --keep-ek &&
     [ "$(ls inst)" = ek ] && [ -n "$(ls inst/ek)" ]
