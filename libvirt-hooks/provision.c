@@ -871,6 +871,7 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
     g_autofree char *issuer_pem = NULL, *root_pem = NULL, *chain = NULL;
     g_autofree char *tmpl_pem = NULL, *stage = NULL;
     g_autofree char *ek_crt_name = NULL, *ek_pub_name = NULL;
+    g_autofree char *ek_chain_name = NULL;
     gboolean created = FALSE;
     EVP_PKEY *ca_key = NULL, *key = NULL, *ek = NULL, *tmpl_key = NULL;
     X509 *ca_crt = NULL, *crt = NULL, *ek_crt = NULL, *tmpl = NULL;
@@ -983,7 +984,10 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
 
         ek_crt_name = g_strdup_printf("ek-%08x.crt", ek_nv);
         ek_pub_name = g_strdup_printf("ek-%08x.pub", ek_nv);
+        ek_chain_name = g_strdup_printf("ek-%08x.chain.pem", ek_nv);
         ok = dlen > 0 && plen > 0 &&
+             write_file(stage, ek_chain_name, chain, strlen(chain), fmode,
+                        gid, errp) &&
              write_file(stage, ek_pub_name, pub, plen, fmode, gid, errp) &&
              write_file(stage, ek_crt_name, der, dlen, fmode, gid, errp);
         OPENSSL_free(der);
@@ -1006,8 +1010,9 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
                 goto out;
             }
         }
-        if (ek_crt && (!move_in(stage, ek_pub_name, ek_dir, errp) ||
-                       !move_in(stage, ek_crt_name, ek_dir, errp))) {
+        if (ek_crt && (!move_in(stage, ek_chain_name, ek_dir, errp) ||
+                       !move_in(stage, ek_crt_name, ek_dir, errp) ||
+                       !move_in(stage, ek_pub_name, ek_dir, errp))) {
             goto out;
         }
     }

@@ -18,7 +18,10 @@
  *                   throwaway key: QEMU copies its profile extensions
  *                   when it issues the real EK certificate
  *   ek/             persistent EK state, kept across re-provisioning:
- *                   ek-<nvindex>.crt (DER) and ek-<nvindex>.pub (DER SPKI)
+ *                   ek-<nvindex>.crt (DER), ek-<nvindex>.pub (DER SPKI)
+ *                   and ek-<nvindex>.chain.pem, the chain it was issued
+ *                   under (the issuing certificate is renewed at every
+ *                   start, the EK certificate is not)
  *
  * The host CA key never goes into an instance directory.
  */

@@ -77,6 +77,7 @@ struct CocoAttestCa {
     gnutls_x509_crt_t issuer;
     gnutls_privkey_t key;
     GPtrArray *chain;           /* GBytes: issuer then up to the root */
+    GBytes *chain_pem;          /* the same, as chain.pem holds it */
     GBytes *identity_ext;       /* identity extension value, from issuer */
     GBytes *gce_ext;            /* GCE instance-info, if the issuer has it */
     GBytes *ek_ext[G_N_ELEMENTS(ca_ek_ext_oids)];   /* from the template */
@@ -179,6 +180,7 @@ static bool ca_load_chain(CocoAttestCa *ca, Error **errp)
     if (!ca_read(ca, CA_CHAIN_FILE, &pem, errp)) {
         return false;
     }
+    ca->chain_pem = g_bytes_new(pem.data, pem.size);
     ret = gnutls_x509_crt_list_import2(&list, &n, &pem, GNUTLS_X509_FMT_PEM,
                                        0);
     g_free(pem.data);
@@ -373,6 +375,51 @@ static GPtrArray *ca_chain_with(CocoAttestCa *ca, const gnutls_datum_t *der)
     for (i = 0; i < ca->chain->len; i++) {
         g_ptr_array_add(certs, g_bytes_ref(g_ptr_array_index(ca->chain, i)));
     }
+    return certs;
+}
+
+/*
+ * An EK certificate with the chain it was issued under: the per-instance
+ * issuing certificate is renewed at every start, but an EK certificate
+ * is kept, so its chain is kept beside it (ek-<nv>.chain.pem).
+ */
+static GPtrArray *ca_ek_chain(CocoAttestCa *ca, uint32_t nv,
+                              const gnutls_datum_t *der)
+{
+    g_autofree char *path = g_strdup_printf("%s/%s/ek-%08x.chain.pem",
+                                            ca->dir, CA_EK_DIR, nv);
+    g_autofree gchar *pem = NULL;
+    gnutls_x509_crt_t *list = NULL;
+    unsigned int n = 0, i;
+    gnutls_datum_t d;
+    gsize len;
+    GPtrArray *certs;
+
+    if (!g_file_get_contents(path, &pem, &len, NULL) ||
+        len > CA_MAX_CERT_FILE) {
+        return ca_chain_with(ca, der);
+    }
+    d = (gnutls_datum_t) { .data = (unsigned char *)pem, .size = len };
+    if (gnutls_x509_crt_list_import2(&list, &n, &d, GNUTLS_X509_FMT_PEM,
+                                     0) < 0 || n == 0 || n > 7) {
+        for (i = 0; i < n; i++) {
+            gnutls_x509_crt_deinit(list[i]);
+        }
+        gnutls_free(list);
+        return ca_chain_with(ca, der);
+    }
+    certs = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    g_ptr_array_add(certs, g_bytes_new(der->data, der->size));
+    for (i = 0; i < n; i++) {
+        gnutls_datum_t c;
+
+        if (gnutls_x509_crt_export2(list[i], GNUTLS_X509_FMT_DER, &c) >= 0) {
+            g_ptr_array_add(certs, g_bytes_new(c.data, c.size));
+            gnutls_free(c.data);
+        }
+        gnutls_x509_crt_deinit(list[i]);
+    }
+    gnutls_free(list);
     return certs;
 }
 
@@ -770,6 +817,8 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
                                                 ca->dir, CA_EK_DIR, nv);
     g_autofree char *crt_path = g_strdup_printf("%s/%s/ek-%08x.crt",
                                                 ca->dir, CA_EK_DIR, nv);
+    g_autofree char *chain_path = g_strdup_printf("%s/%s/ek-%08x.chain.pem",
+                                                  ca->dir, CA_EK_DIR, nv);
     g_autofree gchar *old = NULL, *old_crt = NULL;
     gnutls_pubkey_t pub = NULL;
     gnutls_x509_crt_t crt = NULL;
@@ -814,7 +863,7 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
             /* the same EK again: the same certificate, stable */
             d = (gnutls_datum_t) { .data = (unsigned char *)old_crt,
                                    .size = old_crt_len };
-            *certs = ca_chain_with(ca, &d);
+            *certs = ca_ek_chain(ca, nv, &d);
             res = COCO_ATTEST_CA_OK;
             goto unlock;
         }
@@ -881,8 +930,10 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
                                gnutls_strerror(ret));
         goto unlock;
     }
-    /* the certificate first: a .pub without it is treated as absent */
-    if (!ca_write_file(crt_path, der.data, der.size, why) ||
+    /* chain, certificate, then the key that marks the set complete */
+    if (!ca_write_file(chain_path, g_bytes_get_data(ca->chain_pem, NULL),
+                       g_bytes_get_size(ca->chain_pem), why) ||
+        !ca_write_file(crt_path, der.data, der.size, why) ||
         !ca_write_file(pub_path, spki.data, spki.size, why)) {
         goto unlock;
     }
@@ -1001,7 +1052,7 @@ CocoAttestCaResult coco_attest_ca_ek_cert(CocoAttestCa *ca, uint32_t nv,
     }
     der.data = (unsigned char *)data;
     der.size = len;
-    *certs = ca_chain_with(ca, &der);
+    *certs = ca_ek_chain(ca, nv, &der);
     return COCO_ATTEST_CA_OK;
 }
 
@@ -1052,6 +1103,9 @@ static void ca_instance_finalize(Object *obj)
     }
     if (ca->identity_ext) {
         g_bytes_unref(ca->identity_ext);
+    }
+    if (ca->chain_pem) {
+        g_bytes_unref(ca->chain_pem);
     }
     if (ca->gce_ext) {
         g_bytes_unref(ca->gce_ext);

@@ -35,7 +35,7 @@ ok() {
 }
 
 cleanup() {
-    for d in coco-e2e coco-e2e-bad; do
+    for d in coco-e2e coco-e2e-a coco-e2e-b coco-e2e-bad; do
         $V destroy "$d" > /dev/null 2>&1
         $V undefine "$d" > /dev/null 2>&1
     done
@@ -57,7 +57,7 @@ cleanup() {
         done
     fi
     rm -f /etc/libvirt/hooks/qemu.d/50-coco-attest-e2e
-    rm -rf "$W"
+    [ -n "${KEEP:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT
 
@@ -100,7 +100,7 @@ fi
 $V version > /dev/null 2>&1
 ok $? "libvirtd runs (started by hand, no systemd)"
 
-domain() {   # domain NAME UUID PROJECT-NUMBER
+domain() {   # domain NAME UUID PROJECT-NUMBER [EXTRA-CMDLINE [ZONE]]
     cat <<XML
 <domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>$1</name>
@@ -108,7 +108,7 @@ domain() {   # domain NAME UUID PROJECT-NUMBER
   <metadata>
     <coca:instance xmlns:coca='https://coco-attest.invalid/xmlns/domain/1'>
       <coca:project id='e2e-project' number='$3'/>
-      <coca:zone>test-zone-1</coca:zone>
+      <coca:zone>${5:-test-zone-1}</coca:zone>
     </coca:instance>
   </metadata>
   <memory unit='MiB'>256</memory>
@@ -117,7 +117,7 @@ domain() {   # domain NAME UUID PROJECT-NUMBER
     <type arch='x86_64' machine='q35'>hvm</type>
     <kernel>$W/vmlinux</kernel>
     <initrd>$W/initramfs.cpio</initrd>
-    <cmdline>console=ttyS0 panic=-1 quiet memmap=1M\$0x7000000 coca.mem=0x7000000 coca.ca</cmdline>
+    <cmdline>console=ttyS0 panic=-1 quiet memmap=1M\$0x7000000 coca.mem=0x7000000 coca.ca coca.hold ${4:-}</cmdline>
   </os>
   <on_reboot>destroy</on_reboot>
   <devices>
@@ -137,40 +137,115 @@ domain() {   # domain NAME UUID PROJECT-NUMBER
 XML
 }
 
+# wait (bounded) until the guest reported its verdict on the console
+wait_verdict() {   # wait_verdict CONSOLE
+    for _ in $(seq 600); do
+        grep -Eq '^coco-attest Linux guest: (PASS|FAIL)' "$1" 2> /dev/null &&
+            return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# the EK certificate PEM the guest printed
+ek_pem() {
+    sed -n '/^ek certificate 0 (PEM):/,/END CERTIFICATE/p' "$1" | sed 1d
+}
+
 # --- a good domain --------------------------------------------------------
 domain coco-e2e "$UUID" 4242 > "$W/good.xml"
 $V define "$W/good.xml" > /dev/null
 ok $? "virsh define with coco-attest metadata and qemu:commandline"
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 $V start coco-e2e > "$W/start.out" 2>&1
 ok $? "virsh start runs the hook and QEMU with the device"
+t1=$(date +%s%N)
+echo "# virsh start took $(( (t1 - t0) / 1000000 )) ms"
 [ "$(stat -c '%a %U %G' "$STATE/$UUID")" = "750 root libvirt-qemu" ] &&
     [ "$(stat -c '%a %G' "$STATE/$UUID/issuer.key")" = "640 libvirt-qemu" ]
 ok $? "the hook provisioned $STATE/<uuid> root:libvirt-qemu 0750/0640"
-# the guest finishes and leaves through isa-debug-exit
-for _ in $(seq 600); do
-    [ "$($V domstate coco-e2e 2>/dev/null)" = "shut off" ] && break
-    sleep 0.2
-done
-echo "# domain ran for $(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo '?') s"
-grep -q '^coco-attest Linux guest: PASS' "$W/coco-e2e.console"
+wait_verdict "$W/coco-e2e.console" &&
+    grep -q '^coco-attest Linux guest: PASS' "$W/coco-e2e.console"
 ok $? "the guest got identity, EK and AK certificates and verified them"
-grep -q 'identity project-id=e2e-project project-number=4242 zone=test-zone-1 instance-name=coco-e2e' \
-    "$W/coco-e2e.console"
-ok $? "the identity the guest saw is the domain's metadata"
 grep '^FAIL\|^PASS' "$W/coco-e2e.console" | sed 's/^/# /'
+grep -q 'identity project-id=e2e-project project-number=4242 zone=test-zone-1 instance-name=coco-e2e instance-id='"$UUID" \
+    "$W/coco-e2e.console"
+ok $? "the identity the guest saw is exactly the domain's metadata"
+ek_pem "$W/coco-e2e.console" > "$W/ek1.pem"
+openssl x509 -in "$W/ek1.pem" -noout -text 2> /dev/null |
+    grep -q "e2e-project.*test-zone-1.*coco-e2e"
+ok $? "the EK certificate carries the metadata's claims"
+q=$($V qemu-monitor-command coco-e2e '{"execute":"query-coco-attest"}')
+grep -q '"negotiated":true' <<< "$q" && grep -q '"offered-features":13' <<< "$q"
+ok $? "query-coco-attest through virsh qemu-monitor-command shows the device"
+$V destroy coco-e2e > /dev/null
 [ "$(ls "$STATE/$UUID")" = ek ] && [ -n "$(ls "$STATE/$UUID/ek")" ]
-ok $? "release end left only the EK state, which QEMU wrote as libvirt-qemu"
+ok $? "virsh destroy: release end left only the EK state (written by QEMU)"
 
-# --- bad metadata blocks the start ------------------------------------------
-domain coco-e2e-bad 1c0a7e57-1b2d-4c3e-8f40-5a6b7c8d9e0f "12x" \
-    > "$W/bad.xml"
-$V define "$W/bad.xml" > /dev/null 2>&1
-out=$($V start coco-e2e-bad 2>&1)
-[ $? -ne 0 ] && grep -q 'coco-attest: .*decimal number' <<< "$out"
-ok $? "bad metadata: virsh start fails with the hook's reason"
-[ "$($V domstate coco-e2e-bad 2>/dev/null)" = "shut off" ]
-ok $? "and the domain stays shut off"
+# --- a second start: the same EK certificate ---------------------------------
+domain coco-e2e "$UUID" 4242 coca.reboot > "$W/good2.xml"
+$V define "$W/good2.xml" > /dev/null
+: > "$W/coco-e2e.console"
+$V start coco-e2e > /dev/null 2>&1 && wait_verdict "$W/coco-e2e.console" &&
+    grep -q '^coco-attest Linux guest: PASS' "$W/coco-e2e.console"
+ok $? "second start of the same domain"
+ek_pem "$W/coco-e2e.console" > "$W/ek2.pem"
+[ -s "$W/ek2.pem" ] && cmp -s "$W/ek1.pem" "$W/ek2.pem"
+ok $? "the second start returns the same EK certificate"
+$V destroy coco-e2e > /dev/null
+
+# --- two domains at once: distinct issuing keys ------------------------------
+U2=2c0a7e57-1b2d-4c3e-8f40-5a6b7c8d9e0f
+U3=3c0a7e57-1b2d-4c3e-8f40-5a6b7c8d9e0f
+domain coco-e2e-a "$U2" 1 > "$W/a.xml"
+domain coco-e2e-b "$U3" 2 > "$W/b.xml"
+$V define "$W/a.xml" > /dev/null && $V define "$W/b.xml" > /dev/null
+$V start coco-e2e-a > /dev/null 2>&1 & pa=$!
+$V start coco-e2e-b > /dev/null 2>&1 & pb=$!
+wait $pa && wait $pb
+ok $? "two domains start concurrently"
+! cmp -s "$STATE/$U2/issuer.key" "$STATE/$U3/issuer.key" &&
+    ! cmp -s "$STATE/$U2/issuer.crt" "$STATE/$U3/issuer.crt" &&
+    grep -q 'instance-name=coco-e2e-a' "$STATE/$U2/identity.conf" &&
+    grep -q 'instance-name=coco-e2e-b' "$STATE/$U3/identity.conf"
+ok $? "they get distinct issuing keys and certificates"
+$V destroy coco-e2e-a > /dev/null 2>&1
+$V destroy coco-e2e-b > /dev/null 2>&1
+
+# --- refusals: virsh start fails with the hook's reason, nothing left ----------
+refused() {   # refused WHAT MESSAGE XML-FILE
+    local out u
+    u=$(sed -n 's|.*<uuid>\(.*\)</uuid>.*|\1|p' "$3")
+    $V define "$3" > /dev/null 2>&1
+    out=$($V start coco-e2e-bad 2>&1)
+    if [ $? -ne 0 ] && grep -qF -- "$2" <<< "$out" &&
+       [ "$($V domstate coco-e2e-bad 2>/dev/null)" = "shut off" ] &&
+       [ ! -e "$STATE/$u" ]; then
+        ok 0 "$1"
+    else
+        echo "# $out"
+        ok 1 "$1"
+    fi
+}
+BADU=1c0a7e57-1b2d-4c3e-8f40-5a6b7c8d9e0f
+domain coco-e2e-bad "$BADU" "12x" > "$W/bad.xml"
+refused "bad metadata (malformed number): refused with the reason" \
+    "decimal number" "$W/bad.xml"
+domain coco-e2e-bad "$BADU" 1 "" "$(printf 'z%.0s' $(seq 200))" \
+    > "$W/bad2.xml"
+refused "bad metadata (oversized zone): refused" "zone must be" \
+    "$W/bad2.xml"
+sed "s|<coca:zone>|<coca:profile gce='maybe'/><coca:zone>|" "$W/bad.xml" |
+    sed "s|number='12x'|number='1'|" > "$W/bad3.xml"
+refused "bad metadata (unknown profile value): refused" "yes or no" \
+    "$W/bad3.xml"
+sed "s|<coca:zone>test-zone-1</coca:zone>||" "$W/bad3.xml" |
+    sed "s|<coca:profile gce='maybe'/>||" > "$W/bad4.xml"
+refused "bad metadata (missing zone): refused" "zone must be" "$W/bad4.xml"
+domain coco-e2e-bad "$BADU" 1 > "$W/ok-meta.xml"
+mv "$W/ca/ca.key" "$W/ca/ca.key.away"
+refused "an unreadable CA key: refused, named" "ca.key" "$W/ok-meta.xml"
+mv "$W/ca/ca.key.away" "$W/ca/ca.key"
 
 echo "1..$n"
 echo "# $((n - failed)) passed, $failed failed"
