@@ -24,6 +24,7 @@ static const char usage_text[] =
 "  verify     check an instance directory against the host CA\n"
 "  purge      remove an instance directory's transient parts (--keep-ek)\n"
 "             or all of it\n"
+"  print-xml  the <qemu:commandline> a libvirt domain needs (--uuid)\n"
 "\n"
 "Run 'coco-attest-provision COMMAND --help' for the options.\n";
 
@@ -249,6 +250,46 @@ static int cmd_purge(int argc, char **argv)
     return 0;
 }
 
+static int cmd_print_xml(int argc, char **argv)
+{
+    g_autofree char *uuid = NULL, *state = NULL, *dir = NULL;
+    GOptionEntry entries[] = {
+        { "uuid", 0, 0, G_OPTION_ARG_STRING, &uuid,
+          "the domain UUID (required)", "UUID" },
+        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state,
+          "the hook's state directory (default /var/lib/coco-attest)",
+          "DIR" },
+        { NULL },
+    };
+    GError *err = NULL;
+
+    if (!parse(entries, "print-xml", &argc, &argv, &err)) {
+        return fail(err);
+    }
+    if (!uuid || strlen(uuid) != 36 ||
+        strspn(uuid, "0123456789abcdefABCDEF-") != 36) {
+        fprintf(stderr, "coco-attest-provision: print-xml needs --uuid "
+                "with the domain's UUID\n");
+        return 2;
+    }
+    dir = g_build_filename(state ? state : "/var/lib/coco-attest", uuid,
+                           NULL);
+    if (strchr(dir, '\'') || strchr(dir, '<') || strchr(dir, '&') ||
+        strchr(dir, ',')) {
+        fprintf(stderr, "coco-attest-provision: unusable state directory "
+                "'%s'\n", dir);
+        return 2;
+    }
+    /* the root element needs xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' */
+    printf("  <qemu:commandline>\n"
+           "    <qemu:arg value='-object'/>\n"
+           "    <qemu:arg value='coco-attest-ca,id=coca-ca0,dir=%s'/>\n"
+           "    <qemu:arg value='-device'/>\n"
+           "    <qemu:arg value='coco-attest,id=coca0,ca=coca-ca0'/>\n"
+           "  </qemu:commandline>\n", dir);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -259,6 +300,7 @@ int main(int argc, char **argv)
         { "provision", cmd_provision },
         { "verify", cmd_verify },
         { "purge", cmd_purge },
+        { "print-xml", cmd_print_xml },
     };
     size_t i;
 

@@ -125,14 +125,8 @@ domain() {   # domain NAME UUID PROJECT-NUMBER [EXTRA-CMDLINE [ZONE]]
     <serial type='file'><source path='$W/$1.console'/></serial>
     <console type='file'><source path='$W/$1.console'/></console>
   </devices>
-  <qemu:commandline>
-    <qemu:arg value='-object'/>
-    <qemu:arg value='coco-attest-ca,id=ca0,dir=$STATE/$2'/>
-    <qemu:arg value='-device'/>
-    <qemu:arg value='coco-attest,ca=ca0'/>
-    <qemu:arg value='-device'/>
-    <qemu:arg value='isa-debug-exit,iobase=0xf4,iosize=4'/>
-  </qemu:commandline>
+$("$P" print-xml --uuid "$2" --state-dir "$STATE" |
+  sed "s|  </qemu:commandline>|    <qemu:arg value='-device'/>\n    <qemu:arg value='isa-debug-exit,iobase=0xf4,iosize=4'/>\n  </qemu:commandline>|")
 </domain>
 XML
 }

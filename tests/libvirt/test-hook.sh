@@ -147,6 +147,24 @@ ok $? "migrate begin passes the XML through unchanged"
 "$H" vm1 started begin - < vm1.xml
 ok $? "other operations are no-ops"
 
+# --- the install command --------------------------------------------------
+TOP=$(cd "$(dirname "$SCHEMA")/../.." && pwd)
+if DESTDIR=$T/root "$TOP/coco-attest.sh" install > /dev/null 2>&1; then
+    [ -x root/usr/local/bin/coco-attest-provision ] &&
+        [ "$(readlink root/etc/libvirt/hooks/qemu.d/50-coco-attest)" = \
+          /usr/local/libexec/coco-attest/coco-attest-hook ] &&
+        grep -q '^dir=/etc/coco-attest/ca' root/etc/coco-attest/hook.conf &&
+        [ "$(stat -c %a root/etc/coco-attest/ca/ca.key)" = 600 ]
+    ok $? "install puts the CLI, the hook and a default configuration"
+else
+    ok 1 "install puts the CLI, the hook and a default configuration"
+fi
+"$P" print-xml --uuid "$UUID" --state-dir /srv/coca > snippet.xml &&
+    printf '%s\n' "<domain xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>" \
+        "$(cat snippet.xml)" "</domain>" | xmllint --noout - &&
+    grep -q "dir=/srv/coca/$UUID'" snippet.xml
+ok $? "print-xml gives the qemu:commandline for a domain UUID"
+
 echo "1..$n"
 echo "# $((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
