@@ -11,19 +11,8 @@ set -uo pipefail
 P=$(realpath "$1")
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/../lib/tap.sh"
 cd "$T"
-n=0
-failed=0
-
-ok() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        failed=$((failed + 1))
-    fi
-}
 
 # expect_fail "what" "message fragment" cmd...: must exit non-zero and say
 expect_fail() {
@@ -273,6 +262,4 @@ ok $? "purge --keep-ek leaves only the EK state"
 "$P" purge --instance-dir inst && [ ! -e inst ]
 ok $? "purge removes the directory"
 
-echo "1..$n"
-echo "# $((n - failed)) passed, $failed failed"
-[ "$failed" -eq 0 ]
+tap_end

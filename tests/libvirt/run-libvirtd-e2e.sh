@@ -20,19 +20,8 @@ V="virsh -q -c qemu:///system"
 W=/var/lib/coco-attest-e2e       # world-traversable: QEMU runs as libvirt-qemu
 STATE=$W/state
 UUID=0c0a7e57-1b2d-4c3e-8f40-5a6b7c8d9e0f
-n=0
-failed=0
 started_daemons=0
-
-ok() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        failed=$((failed + 1))
-    fi
-}
+. "$TOP/tests/lib/tap.sh"
 
 cleanup() {
     for d in coco-e2e coco-e2e-a coco-e2e-b coco-e2e-bad; do
@@ -241,6 +230,4 @@ mv "$W/ca/ca.key" "$W/ca/ca.key.away"
 refused "an unreadable CA key: refused, named" "ca.key" "$W/ok-meta.xml"
 mv "$W/ca/ca.key.away" "$W/ca/ca.key"
 
-echo "1..$n"
-echo "# $((n - failed)) passed, $failed failed"
-[ "$failed" -eq 0 ]
+tap_end

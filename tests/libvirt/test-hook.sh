@@ -10,19 +10,8 @@ P=$(realpath "$2")
 SCHEMA=$(realpath "$(dirname "$0")/../../docs/schemas/coco-attest-domain.rng")
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/../lib/tap.sh"
 cd "$T"
-n=0
-failed=0
-
-ok() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        failed=$((failed + 1))
-    fi
-}
 
 "$P" init-ca --ca-dir ca > /dev/null
 cat > hook.conf <<CONF
@@ -165,6 +154,4 @@ fi
     grep -q "dir=/srv/coca/$UUID'" snippet.xml
 ok $? "print-xml gives the qemu:commandline for a domain UUID"
 
-echo "1..$n"
-echo "# $((n - failed)) passed, $failed failed"
-[ "$failed" -eq 0 ]
+tap_end
