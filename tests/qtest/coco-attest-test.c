@@ -1503,6 +1503,33 @@ static gnutls_x509_privkey_t new_key(gnutls_pk_algorithm_t algo,
     return key;
 }
 
+/* Parse a DER certificate the device returned */
+static gnutls_x509_crt_t crt_of(GBytes *der)
+{
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t d = {
+        .data = (unsigned char *)g_bytes_get_data(der, NULL),
+        .size = g_bytes_get_size(der),
+    };
+
+    g_assert_cmpint(gnutls_x509_crt_init(&crt), ==, 0);
+    g_assert_cmpint(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER), ==,
+                    0);
+    return crt;
+}
+
+/* The certificate certifies exactly this key */
+static void assert_cert_for_key(gnutls_x509_crt_t crt,
+                                gnutls_x509_privkey_t key)
+{
+    unsigned char id1[64], id2[64];
+    size_t l1 = sizeof(id1), l2 = sizeof(id2);
+
+    g_assert_cmpint(gnutls_x509_crt_get_key_id(crt, 0, id1, &l1), ==, 0);
+    g_assert_cmpint(gnutls_x509_privkey_get_key_id(key, 0, id2, &l2), ==, 0);
+    g_assert_cmpmem(id1, l1, id2, l2);
+}
+
 /* A CSR asking for everything a guest must not get. */
 static GBytes *greedy_csr(gnutls_x509_privkey_t key)
 {
@@ -1625,8 +1652,6 @@ static void test_ca_certify_ak(void)
     g_autoptr(GBytes) csr = NULL;
     g_autoptr(GPtrArray) certs = NULL;
     gnutls_datum_t d, issuer_ext, ak_ext;
-    unsigned char id1[64], id2[64];
-    size_t l1 = sizeof(id1), l2 = sizeof(id2);
     unsigned int critical, ca_flag, ku;
     char dn[512], san[256];
     size_t dn_len = sizeof(dn), san_len = sizeof(san);
@@ -1650,16 +1675,9 @@ static void test_ca_certify_ak(void)
     g_assert_cmpuint(certify_ak(c, csr, &certs), ==, COCA_STATUS_OK);
     verify_chain(dir, certs);
 
-    g_assert_cmpint(gnutls_x509_crt_init(&crt), ==, 0);
-    d.data = (unsigned char *)g_bytes_get_data(g_ptr_array_index(certs, 0),
-                                               NULL);
-    d.size = g_bytes_get_size(g_ptr_array_index(certs, 0));
-    g_assert_cmpint(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER), ==,
-                    0);
+    crt = crt_of(g_ptr_array_index(certs, 0));
     /* the certificate is for the CSR's key... */
-    g_assert_cmpint(gnutls_x509_crt_get_key_id(crt, 0, id1, &l1), ==, 0);
-    g_assert_cmpint(gnutls_x509_privkey_get_key_id(key, 0, id2, &l2), ==, 0);
-    g_assert_cmpmem(id1, l1, id2, l2);
+    assert_cert_for_key(crt, key);
     /* ...but nothing else the CSR asked for */
     g_assert_cmpint(gnutls_x509_crt_get_basic_constraints(crt, &critical,
                                                           &ca_flag,
@@ -1958,19 +1976,12 @@ static uint32_t certify_ek(Coca *c, uint32_t nv, uint32_t format,
 /* The TCG EK profile of an issued EK certificate */
 static void check_ek_profile(GBytes *der, unsigned int key_usage)
 {
-    gnutls_x509_crt_t crt;
-    gnutls_datum_t d = {
-        .data = (unsigned char *)g_bytes_get_data(der, NULL),
-        .size = g_bytes_get_size(der),
-    };
+    gnutls_x509_crt_t crt = crt_of(der);
     char buf[256];
     size_t len = sizeof(buf);
     unsigned int critical, ku, ca_flag;
     int pathlen;
 
-    g_assert_cmpint(gnutls_x509_crt_init(&crt), ==, 0);
-    g_assert_cmpint(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER), ==,
-                    0);
     g_assert_cmpint(gnutls_x509_crt_get_dn(crt, buf, &len), <, 0);
     len = sizeof(buf);
     g_assert_cmpint(gnutls_x509_crt_get_subject_alt_name(crt, 0, buf, &len,
@@ -2227,9 +2238,6 @@ static void test_ca_tpm_ak(void)
     g_autofree uint8_t *n1 = NULL, *n2 = NULL, *n3 = NULL;
     g_autoptr(GBytes) p1 = NULL, p2 = NULL;
     gnutls_x509_crt_t crt;
-    gnutls_datum_t d;
-    unsigned char id1[64], id2[64];
-    size_t l1 = sizeof(id1), l2 = sizeof(id2);
     Coca *c;
 
     if (!dir) {
@@ -2251,15 +2259,8 @@ static void test_ca_tpm_ak(void)
     p1 = tpm_ak_proof(key, n1, 0x000b);
     g_assert_cmpuint(certify_tpm_ak(c, p1, &certs), ==, COCA_STATUS_OK);
     verify_chain(dir, certs);
-    g_assert_cmpint(gnutls_x509_crt_init(&crt), ==, 0);
-    d.data = (unsigned char *)g_bytes_get_data(g_ptr_array_index(certs, 0),
-                                               NULL);
-    d.size = g_bytes_get_size(g_ptr_array_index(certs, 0));
-    g_assert_cmpint(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER), ==,
-                    0);
-    g_assert_cmpint(gnutls_x509_crt_get_key_id(crt, 0, id1, &l1), ==, 0);
-    g_assert_cmpint(gnutls_x509_privkey_get_key_id(key, 0, id2, &l2), ==, 0);
-    g_assert_cmpmem(id1, l1, id2, l2);
+    crt = crt_of(g_ptr_array_index(certs, 0));
+    assert_cert_for_key(crt, key);
     gnutls_x509_crt_deinit(crt);
 
     /* replay: the nonce was used up */
@@ -2373,15 +2374,9 @@ static void test_ca_gce(void)
     g_assert_cmpuint(certify_ek(c, COCA_NV_EK_ECC_P256, COCA_KEY_FORMAT_SPKI,
                                 spki, &ek), ==, COCA_STATUS_OK);
     for (i = 0; i < 2; i++) {
-        GBytes *der = g_ptr_array_index(i ? ek : certs, 0);
-        gnutls_x509_crt_t crt;
+        gnutls_x509_crt_t crt = crt_of(g_ptr_array_index(i ? ek : certs, 0));
         gnutls_datum_t got;
 
-        d.data = (unsigned char *)g_bytes_get_data(der, NULL);
-        d.size = g_bytes_get_size(der);
-        g_assert_cmpint(gnutls_x509_crt_init(&crt), ==, 0);
-        g_assert_cmpint(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER),
-                        ==, 0);
         g_assert_cmpint(gnutls_x509_crt_get_extension_by_oid2(
                             crt, "1.3.6.1.4.1.11129.2.1.21", 0, &got,
                             &critical), ==, 0);
