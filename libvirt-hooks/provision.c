@@ -495,16 +495,33 @@ static char *pem_of_cert(X509 *x)
     return out;
 }
 
-/* Write a file atomically (temporary + fsync + rename) with a mode. */
+/*
+ * Write a file with a mode.  With WRITE_ATOMIC it goes through a temporary
+ * and a rename, so a reader sees the old or the new content; with
+ * WRITE_DURABLE it is fsync'd first.  Files in a private staging directory
+ * need neither: the directory itself is renamed into place.
+ */
+enum {
+    WRITE_ATOMIC = 1,
+    WRITE_DURABLE = 2,
+};
+
 static gboolean write_file(const char *dir, const char *name,
                            const void *data, gsize len, mode_t mode,
-                           gid_t gid, GError **errp)
+                           gid_t gid, int flags, GError **errp)
 {
     g_autofree char *path = g_build_filename(dir, name, NULL);
-    g_autofree char *tmp = g_strdup_printf("%s.tmp-XXXXXX", path);
-    int fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC, mode);
+    g_autofree char *tmp = NULL;
     const char *p = data;
+    int fd;
 
+    if (flags & WRITE_ATOMIC) {
+        tmp = g_strdup_printf("%s.tmp-XXXXXX", path);
+        fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC, mode);
+    } else {
+        tmp = g_strdup(path);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    }
     if (fd < 0) {
         g_set_error(errp, PROVISION_ERROR, 1, "%s: %s", tmp,
                     g_strerror(errno));
@@ -524,11 +541,14 @@ static gboolean write_file(const char *dir, const char *name,
     }
     if (fchmod(fd, mode) < 0 ||
         (gid != (gid_t)-1 && fchown(fd, 0, gid) < 0) ||
-        fsync(fd) < 0) {
+        ((flags & WRITE_DURABLE) && fsync(fd) < 0)) {
         goto fail;
     }
-    close(fd);
-    if (rename(tmp, path) < 0) {
+    if (close(fd) < 0) {
+        fd = -1;
+        goto fail;
+    }
+    if ((flags & WRITE_ATOMIC) && rename(tmp, path) < 0) {
         g_set_error(errp, PROVISION_ERROR, 1, "%s: %s", path,
                     g_strerror(errno));
         unlink(tmp);
@@ -538,9 +558,28 @@ static gboolean write_file(const char *dir, const char *name,
 
 fail:
     g_set_error(errp, PROVISION_ERROR, 1, "%s: %s", tmp, g_strerror(errno));
-    close(fd);
+    if (fd >= 0) {
+        close(fd);
+    }
     unlink(tmp);
     return FALSE;
+}
+
+/* make the renames into a directory durable */
+static gboolean sync_dir(const char *path, GError **errp)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0 || fsync(fd) < 0) {
+        g_set_error(errp, PROVISION_ERROR, 1, "%s: %s", path,
+                    g_strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return FALSE;
+    }
+    close(fd);
+    return TRUE;
 }
 
 static gboolean make_dir(const char *path, mode_t mode, gid_t gid,
@@ -645,9 +684,10 @@ gboolean coca_ca_init(const char *ca_dir, const char *cn, unsigned days,
     }
     klen = BIO_get_mem_data(b, &kdata);
     pem = pem_of_cert(crt);
-    ok = write_file(ca_dir, "ca.key", kdata, klen, 0600, (gid_t)-1, errp) &&
+    ok = write_file(ca_dir, "ca.key", kdata, klen, 0600, (gid_t)-1,
+                    WRITE_ATOMIC | WRITE_DURABLE, errp) &&
          write_file(ca_dir, "ca.crt", pem, strlen(pem), 0644, (gid_t)-1,
-                    errp);
+                    WRITE_ATOMIC | WRITE_DURABLE, errp);
 out:
     BIO_free(b);
     X509_free(crt);
@@ -935,9 +975,12 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
     }
 
     /*
-     * Every file is written and synced in a staging directory first and
-     * only then renamed into place, so that a failure (a full disk, say)
-     * leaves the previous instance untouched and no half-written one.
+     * Every file is written in a staging directory first and only then
+     * renamed into place, so that a failure (a full disk, say) leaves the
+     * previous instance untouched and no half-written one.  The instance
+     * files are transient: libvirt's prepare hook writes them again at every
+     * start, so only the persistent EK state is fsync'd (six fsyncs were
+     * most of the hook's cost).
      */
     created = !g_file_test(dir, G_FILE_TEST_IS_DIR);
     /* QEMU's group writes the EK state it creates at first boot */
@@ -964,16 +1007,16 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
     tmpl_pem = pem_of_cert(tmpl);
     chain = g_strconcat(issuer_pem, root_pem, NULL);
     if (!write_file(stage, COCA_IDENTITY_FILE, identity, strlen(identity),
-                    fmode, gid, errp) ||
+                    fmode, gid, 0, errp) ||
         !write_file(stage, COCA_ROOT_FILE, root_pem, strlen(root_pem), fmode,
-                    gid, errp) ||
+                    gid, 0, errp) ||
         !write_file(stage, COCA_EK_TEMPLATE_FILE, tmpl_pem, strlen(tmpl_pem),
-                    fmode, gid, errp) ||
+                    fmode, gid, 0, errp) ||
         !write_file(stage, COCA_CHAIN_FILE, chain, strlen(chain), fmode, gid,
-                    errp) ||
+                    0, errp) ||
         !write_file(stage, COCA_ISSUER_CRT_FILE, issuer_pem,
-                    strlen(issuer_pem), fmode, gid, errp) ||
-        !write_file(stage, COCA_ISSUER_KEY_FILE, kdata, klen, fmode, gid,
+                    strlen(issuer_pem), fmode, gid, 0, errp) ||
+        !write_file(stage, COCA_ISSUER_KEY_FILE, kdata, klen, fmode, gid, 0,
                     errp)) {
         goto out;
     }
@@ -987,9 +1030,11 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
         ek_chain_name = g_strdup_printf("ek-%08x.chain.pem", ek_nv);
         ok = dlen > 0 && plen > 0 &&
              write_file(stage, ek_chain_name, chain, strlen(chain), fmode,
-                        gid, errp) &&
-             write_file(stage, ek_pub_name, pub, plen, fmode, gid, errp) &&
-             write_file(stage, ek_crt_name, der, dlen, fmode, gid, errp);
+                        gid, WRITE_DURABLE, errp) &&
+             write_file(stage, ek_pub_name, pub, plen, fmode, gid,
+                        WRITE_DURABLE, errp) &&
+             write_file(stage, ek_crt_name, der, dlen, fmode, gid,
+                        WRITE_DURABLE, errp);
         OPENSSL_free(der);
         OPENSSL_free(pub);
         if (!ok) {
@@ -1012,7 +1057,8 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
         }
         if (ek_crt && (!move_in(stage, ek_chain_name, ek_dir, errp) ||
                        !move_in(stage, ek_crt_name, ek_dir, errp) ||
-                       !move_in(stage, ek_pub_name, ek_dir, errp))) {
+                       !move_in(stage, ek_pub_name, ek_dir, errp) ||
+                       !sync_dir(ek_dir, errp))) {
             goto out;
         }
     }

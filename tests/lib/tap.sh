@@ -2,6 +2,7 @@
 #
 # TAP helpers for the project's shell tests.  Sourced, never executed.
 #   ok STATUS DESCRIPTION   record one result (STATUS 0 = pass)
+#   skip DESCRIPTION        record one skipped check
 #   tap_end                 print the plan and the summary; fail if any did
 
 n=0
@@ -15,6 +16,11 @@ ok() {
         echo "not ok $n - $2"
         failed=$((failed + 1))
     fi
+}
+
+skip() {
+    n=$((n + 1))
+    echo "ok $n # SKIP $1"
 }
 
 tap_end() {

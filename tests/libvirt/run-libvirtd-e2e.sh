@@ -16,109 +16,15 @@ set -uo pipefail
 HOOK=$(realpath "$1") P=$(realpath "$2") INIT=$(realpath "$3")
 TOOL=$(realpath "$4")
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
-V="virsh -q -c qemu:///system"
-W=/var/lib/coco-attest-e2e       # world-traversable: QEMU runs as libvirt-qemu
-STATE=$W/state
 UUID=0c0a7e57-1b2d-4c3e-8f40-5a6b7c8d9e0f
-started_daemons=0
+ENV_DOMAINS="coco-e2e coco-e2e-a coco-e2e-b coco-e2e-bad"
 . "$TOP/tests/lib/tap.sh"
+. "$TOP/tests/libvirt/libvirtd-env.sh"
+trap env_cleanup EXIT
 
-cleanup() {
-    for d in coco-e2e coco-e2e-a coco-e2e-b coco-e2e-bad; do
-        $V destroy "$d" > /dev/null 2>&1
-        $V undefine "$d" > /dev/null 2>&1
-    done
-    if [ "$started_daemons" = 1 ]; then
-        local pids=
-        [ -f /run/libvirtd.pid ] && pids="$pids $(cat /run/libvirtd.pid)"
-        [ -f /run/virtlogd.pid ] && pids="$pids $(cat /run/virtlogd.pid)"
-        # by PID, never pkill; and wait, so that the next run starts clean
-        for p in $pids; do
-            kill "$p" 2> /dev/null
-        done
-        for _ in $(seq 50); do
-            alive=0
-            for p in $pids; do
-                kill -0 "$p" 2> /dev/null && alive=1
-            done
-            [ "$alive" = 0 ] && break
-            sleep 0.1
-        done
-    fi
-    rm -f /etc/libvirt/hooks/qemu.d/50-coco-attest-e2e
-    [ -n "${KEEP:-}" ] || rm -rf "$W"
-}
-trap cleanup EXIT
-
-# --- a QEMU, kernel and initramfs libvirt-qemu can read ----------------
-rm -rf "$W"
-mkdir -p "$W/qemu" "$STATE"
-chmod 755 "$W" "$W/qemu"
-cp "$COCA_QEMU_BUILD/qemu-system-x86_64" "$W/qemu/"
-# the binary finds its firmware through qemu-bundle/, as in the build tree
-cp -a "$COCA_QEMU_BUILD/qemu-bundle" "$W/qemu/"
-cp "$COCA_VMLINUX" "$W/vmlinux"
-"$P" init-ca --ca-dir "$W/ca" > /dev/null
-"$TOP/tests/guest/mk-initramfs.sh" "$W/initramfs.cpio" "$INIT" "$TOOL" \
-    "$W/ca/ca.crt"
-chmod 644 "$W/vmlinux" "$W/initramfs.cpio"
-
-# --- the hook, installed before the daemon starts -----------------------
-mkdir -p /etc/libvirt/hooks/qemu.d /etc/coco-attest
-cat > "$W/hook.conf" <<CONF
-[ca]
-dir=$W/ca
-[hook]
-state-dir=$STATE
-CONF
-# libvirt passes the daemon's environment: point the hook at our config
-cat > /etc/libvirt/hooks/qemu.d/50-coco-attest-e2e <<SH
-#!/bin/sh
-COCO_ATTEST_HOOK_CONF=$W/hook.conf exec $HOOK "\$@"
-SH
-chmod 755 /etc/libvirt/hooks/qemu.d/50-coco-attest-e2e
-
-if $V version > /dev/null 2>&1; then
-    kill -HUP "$(cat /run/libvirtd.pid)"      # make it see the hook
-    sleep 1
-else
-    virtlogd -d && libvirtd -d || { echo "not ok 1 - start libvirtd"; exit 1; }
-    started_daemons=1
-    for _ in $(seq 100); do $V version > /dev/null 2>&1 && break; sleep 0.1; done
-fi
-$V version > /dev/null 2>&1
-ok $? "libvirtd runs (started by hand, no systemd)"
-
-domain() {   # domain NAME UUID PROJECT-NUMBER [EXTRA-CMDLINE [ZONE]]
-    cat <<XML
-<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>$1</name>
-  <uuid>$2</uuid>
-  <metadata>
-    <coca:instance xmlns:coca='https://coco-attest.invalid/xmlns/domain/1'>
-      <coca:project id='e2e-project' number='$3'/>
-      <coca:zone>${5:-test-zone-1}</coca:zone>
-    </coca:instance>
-  </metadata>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>$W/vmlinux</kernel>
-    <initrd>$W/initramfs.cpio</initrd>
-    <cmdline>console=ttyS0 panic=-1 quiet memmap=1M\$0x7000000 coca.mem=0x7000000 coca.ca coca.hold ${4:-}</cmdline>
-  </os>
-  <on_reboot>destroy</on_reboot>
-  <devices>
-    <emulator>$W/qemu/qemu-system-x86_64</emulator>
-    <serial type='file'><source path='$W/$1.console'/></serial>
-    <console type='file'><source path='$W/$1.console'/></console>
-  </devices>
-$("$P" print-xml --uuid "$2" --state-dir "$STATE" |
-  sed "s|  </qemu:commandline>|    <qemu:arg value='-device'/>\n    <qemu:arg value='isa-debug-exit,iobase=0xf4,iosize=4'/>\n  </qemu:commandline>|")
-</domain>
-XML
-}
+env_setup
+ok $? "libvirtd runs (started by hand, no systemd), the hook installed" ||
+    { tap_end; exit 1; }
 
 # wait (bounded) until the guest reported its verdict on the console
 wait_verdict() {   # wait_verdict CONSOLE
@@ -229,5 +135,18 @@ domain coco-e2e-bad "$BADU" 1 > "$W/ok-meta.xml"
 mv "$W/ca/ca.key" "$W/ca/ca.key.away"
 refused "an unreadable CA key: refused, named" "ca.key" "$W/ok-meta.xml"
 mv "$W/ca/ca.key.away" "$W/ca/ca.key"
+
+# a full disk under the state directory: a 64 KiB tmpfs, nearly filled
+if mount -t tmpfs -o size=64k,mode=755 tmpfs "$STATE" 2> /dev/null; then
+    head -c 57344 /dev/zero > "$STATE/filler"
+    refused "a full state disk: refused with the system's reason" \
+        "No space left on device" "$W/ok-meta.xml"
+    [ "$(ls -A "$STATE")" = filler ]
+    ok $? "a full state disk: nothing half-written left behind"
+    umount "$STATE"
+else
+    skip "a full state disk: refused (cannot mount a tmpfs here)"
+    skip "a full state disk: nothing left behind"
+fi
 
 tap_end
