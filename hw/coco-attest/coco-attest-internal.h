@@ -11,6 +11,7 @@
 #include "hw/coco-attest/abi.h"
 #include "qom/object.h"
 #include "system/coco-attest-ca.h"
+#include "system/coco-attest-kbs.h"
 
 #define TYPE_COCO_ATTEST "coco-attest"
 OBJECT_DECLARE_SIMPLE_TYPE(CocoAttestState, COCO_ATTEST)
@@ -22,6 +23,13 @@ typedef enum CocoAttestChan {
 } CocoAttestChan;
 
 typedef struct CocoAttestReq CocoAttestReq;
+
+/* A guest's KBS session: a slot in CocoAttestState.sessions */
+typedef struct CocoAttestSession {
+    uint32_t id;                /* 0: the slot is free */
+    int64_t last_used;          /* QEMU_CLOCK_REALTIME, ms */
+    CocoAttestKbsSession *ks;
+} CocoAttestSession;
 
 struct CocoAttestState {
     ISADevice parent_obj;
@@ -36,6 +44,7 @@ struct CocoAttestState {
     uint32_t max_object;
     uint32_t echo_delay_ms;
     CocoAttestCa *ca;
+    CocoAttestKbs *kbs;
 
     /* register state */
     uint64_t page_staged;       /* PAGE_HI:PAGE_LO as written */
@@ -68,10 +77,17 @@ struct CocoAttestState {
     uint32_t epoch;
     CocoAttestChan last_chan;
 
+    /* KBS sessions (with a kbs backend): max-sessions slots */
+    CocoAttestSession *sessions;
+    uint32_t n_sessions;
+    uint32_t next_session;
+
     /* statistics for query-coco-attest */
     uint64_t stat_requests;
     uint64_t stat_errors;
     uint64_t stat_dropped;
+    uint64_t stat_kbs_requests;
+    uint64_t stat_kbs_errors;
 };
 
 uint64_t coco_attest_offered(CocoAttestState *s);

@@ -25,6 +25,7 @@
 #include "qemu/bitops.h"
 #include "qemu/bswap.h"
 #include "qemu/crc32c.h"
+#include "qemu/cutils.h"
 #include "qemu/guest-random.h"
 #include "qemu/host-utils.h"
 #include "qemu/log.h"
@@ -67,6 +68,15 @@ struct CocoAttestReq {
     uint32_t arg;               /* command argument parsed on the vCPU */
     uint8_t nonce[COCA_NONCE_SIZE];     /* consumed by this request */
     char *why;                  /* a failure to log on completion */
+    /* KBS_FORWARD, parsed on the vCPU */
+    CocoAttestKbsSession *ks;   /* referenced */
+    uint32_t kbs_session;
+    bool kbs_post;
+    char *kbs_path;
+    char *kbs_ctype;
+    uint32_t kbs_body_off;
+    uint32_t kbs_body_len;
+    uint32_t kbs_max_response;
 };
 
 static const char *coca_chan_name(CocoAttestChan chan)
@@ -90,6 +100,9 @@ uint64_t coco_attest_offered(CocoAttestState *s)
     }
     if (!s->ca) {
         offered &= ~COCA_FEAT_IDENTITY;
+    }
+    if (!s->kbs) {
+        offered &= ~COCA_FEAT_KBS;
     }
     return offered;
 }
@@ -219,6 +232,9 @@ static void coca_req_free(CocoAttestReq *req)
     if (req->ca) {
         object_unref(OBJECT(req->ca));
     }
+    coco_attest_kbs_session_unref(req->ks);
+    g_free(req->kbs_path);
+    g_free(req->kbs_ctype);
     object_unref(OBJECT(req->s));
     g_free(req);
 }
@@ -751,6 +767,319 @@ static void coca_op_certify_ak(CocoAttestReq *req)
     coca_defer(req, coca_certify_ak_work, 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* KBS forwarding (COCA_FEAT_KBS, a coco-attest-kbs backend)           */
+/* ------------------------------------------------------------------ */
+
+/* Largest answer body a KBS_FORWARD response can carry. */
+static uint32_t coca_kbs_max_response(CocoAttestState *s)
+{
+    CocoAttestKbsLimits lim;
+
+    coco_attest_kbs_limits(s->kbs, &lim);
+    return MIN(lim.max_response, s->max_object -
+               sizeof(struct coca_kbs_forward_resp) - COCA_KBS_CTYPE_MAX);
+}
+
+/* Largest request body a KBS_FORWARD request can carry. */
+static uint32_t coca_kbs_max_body(CocoAttestState *s)
+{
+    return s->max_object - sizeof(struct coca_kbs_forward_req) -
+           COCA_KBS_PATH_MAX - COCA_KBS_CTYPE_MAX;
+}
+
+static void coca_session_close(CocoAttestSession *ses)
+{
+    coco_attest_kbs_session_unref(ses->ks);
+    ses->ks = NULL;
+    ses->id = 0;
+}
+
+/* Close the sessions idle for longer than the backend's session-timeout. */
+static void coca_sessions_expire(CocoAttestState *s)
+{
+    int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    CocoAttestKbsLimits lim;
+    uint32_t i;
+
+    coco_attest_kbs_limits(s->kbs, &lim);
+    for (i = 0; i < s->n_sessions; i++) {
+        CocoAttestSession *ses = &s->sessions[i];
+
+        if (ses->id && now - ses->last_used > lim.session_timeout * 1000LL) {
+            trace_coco_attest_kbs_session(ses->id, "expired");
+            coca_session_close(ses);
+        }
+    }
+}
+
+static CocoAttestSession *coca_session_find(CocoAttestState *s, uint32_t id)
+{
+    uint32_t i;
+
+    coca_sessions_expire(s);
+    for (i = 0; id && i < s->n_sessions; i++) {
+        if (s->sessions[i].id == id) {
+            return &s->sessions[i];
+        }
+    }
+    return NULL;
+}
+
+static void coca_sessions_close_all(CocoAttestState *s)
+{
+    uint32_t i;
+
+    for (i = 0; i < s->n_sessions; i++) {
+        if (s->sessions[i].id) {
+            coca_session_close(&s->sessions[i]);
+        }
+    }
+}
+
+static void coca_op_kbs_config(CocoAttestReq *req)
+{
+    CocoAttestState *s = req->s;
+    struct coca_kbs_config out = { 0 };
+    CocoAttestKbsLimits lim;
+
+    coco_attest_kbs_limits(s->kbs, &lim);
+    pstrcpy(out.protocol, sizeof(out.protocol), COCA_KBS_PROTOCOL);
+    pstrcpy(out.url, sizeof(out.url), lim.url);
+    out.max_sessions = cpu_to_le32(s->n_sessions);
+    out.session_timeout = cpu_to_le32(lim.session_timeout);
+    out.max_body = cpu_to_le32(coca_kbs_max_body(s));
+    out.max_response = cpu_to_le32(coca_kbs_max_response(s));
+    out.timeout_ms = cpu_to_le32(lim.timeout_ms);
+    req->out = g_memdup2(&out, sizeof(out));
+    req->out_len = sizeof(out);
+    coca_complete(req);
+}
+
+static void coca_op_kbs_open(CocoAttestReq *req)
+{
+    CocoAttestState *s = req->s;
+    struct coca_kbs_session out = { 0 };
+    CocoAttestSession *ses = NULL;
+    uint32_t i;
+
+    coca_sessions_expire(s);
+    for (i = 0; i < s->n_sessions && !ses; i++) {
+        if (!s->sessions[i].id) {
+            ses = &s->sessions[i];
+        }
+    }
+    if (!ses) {
+        COCA_LOG("KBS_OPEN: all %u sessions are in use", s->n_sessions);
+        coca_fail(req, COCA_STATUS_BUSY);
+        return;
+    }
+    /* identifiers are not reused soon: skip 0 and any still open */
+    do {
+        s->next_session++;
+    } while (!s->next_session ||
+             coca_session_find(s, s->next_session) != NULL);
+    ses->id = s->next_session;
+    ses->last_used = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    ses->ks = coco_attest_kbs_session_new(s->kbs);
+    trace_coco_attest_kbs_session(ses->id, "opened");
+    out.session = cpu_to_le32(ses->id);
+    req->out = g_memdup2(&out, sizeof(out));
+    req->out_len = sizeof(out);
+    coca_complete(req);
+}
+
+static void coca_op_kbs_close(CocoAttestReq *req)
+{
+    struct coca_kbs_session in;
+    CocoAttestSession *ses;
+
+    if (req->in_len != sizeof(in)) {
+        COCA_LOG("KBS_CLOSE payload is %u bytes, not %zu", req->in_len,
+                 sizeof(in));
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    memcpy(&in, req->in, sizeof(in));
+    if (in.reserved) {
+        COCA_LOG("KBS_CLOSE: reserved field set");
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    ses = coca_session_find(req->s, le32_to_cpu(in.session));
+    if (!ses) {
+        COCA_LOG("KBS_CLOSE: no session %u", le32_to_cpu(in.session));
+        coca_fail(req, COCA_STATUS_NO_SESSION);
+        return;
+    }
+    trace_coco_attest_kbs_session(ses->id, "closed");
+    coca_session_close(ses);
+    coca_complete(req);
+}
+
+/* Runs in the thread pool: the HTTP exchange, on the request's copy. */
+static int coca_kbs_forward_work(void *opaque)
+{
+    static const uint32_t status[] = {
+        [COCO_ATTEST_KBS_OK] = COCA_STATUS_OK,
+        [COCO_ATTEST_KBS_UNREACHABLE] = COCA_STATUS_KBS_UNREACHABLE,
+        [COCO_ATTEST_KBS_TIMEOUT] = COCA_STATUS_KBS_TIMEOUT,
+        [COCO_ATTEST_KBS_TLS] = COCA_STATUS_KBS_TLS,
+        [COCO_ATTEST_KBS_TOO_LARGE] = COCA_STATUS_KBS_TOO_LARGE,
+        [COCO_ATTEST_KBS_PROTOCOL] = COCA_STATUS_KBS_PROTOCOL,
+        [COCO_ATTEST_KBS_FAILED] = COCA_STATUS_INTERNAL,
+    };
+    CocoAttestReq *req = opaque;
+    struct coca_kbs_forward_resp hdr = { 0 };
+    CocoAttestKbsReply reply;
+    g_autofree char *why = NULL;
+    CocoAttestKbsResult r;
+    size_t ct_len;
+    GByteArray *out;
+
+    r = coco_attest_kbs_forward(req->ks, req->kbs_post, req->kbs_path,
+                                req->kbs_ctype,
+                                req->in + req->kbs_body_off,
+                                req->kbs_body_len, req->kbs_max_response,
+                                &reply, &why);
+    req->status = status[r];
+    if (r != COCO_ATTEST_KBS_OK) {
+        /* the KBS's fault, not the guest's: traced by the backend */
+        return 0;
+    }
+    ct_len = reply.content_type ? strlen(reply.content_type) : 0;
+    hdr.http_status = cpu_to_le16(reply.http_status);
+    hdr.ctype_len = cpu_to_le16(ct_len);
+    hdr.body_len = cpu_to_le32(reply.body->len);
+    out = g_byte_array_sized_new(sizeof(hdr) + ct_len + reply.body->len);
+    g_byte_array_append(out, (const uint8_t *)&hdr, sizeof(hdr));
+    g_byte_array_append(out, (const uint8_t *)reply.content_type, ct_len);
+    g_byte_array_append(out, reply.body->data, reply.body->len);
+    coco_attest_kbs_reply_clear(&reply);
+    coca_set_out(req, out);
+    return 0;
+}
+
+/* Back on the main loop: account for the exchange, then complete. */
+static void coca_kbs_forward_done(void *opaque, int ret)
+{
+    CocoAttestReq *req = opaque;
+    CocoAttestState *s = req->s;
+    CocoAttestSession *ses;
+
+    if (req->epoch == s->epoch) {
+        s->stat_kbs_requests++;
+        if (req->status != COCA_STATUS_OK) {
+            s->stat_kbs_errors++;
+        }
+        ses = coca_session_find(s, req->kbs_session);
+        if (ses) {
+            ses->last_used = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+        }
+    }
+    if (ret < 0 && req->status == COCA_STATUS_OK) {
+        req->status = COCA_STATUS_INTERNAL;
+        req->out_len = 0;
+    }
+    coca_complete(req);
+}
+
+/* Printable ASCII, as an HTTP header value needs */
+static bool coca_printable(const uint8_t *p, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] < 0x20 || p[i] > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void coca_op_kbs_forward(CocoAttestReq *req)
+{
+    CocoAttestState *s = req->s;
+    struct coca_kbs_forward_req r;
+    CocoAttestSession *ses;
+    uint16_t method, path_len, ctype_len;
+    uint32_t body_len;
+    const uint8_t *path, *ctype;
+    uint32_t pending = cpu_to_le32(COCA_STATUS_PENDING);
+
+    if (req->in_len < sizeof(r)) {
+        COCA_LOG("KBS_FORWARD payload too short (%u bytes)", req->in_len);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    memcpy(&r, req->in, sizeof(r));
+    method = le16_to_cpu(r.method);
+    path_len = le16_to_cpu(r.path_len);
+    ctype_len = le16_to_cpu(r.ctype_len);
+    body_len = le32_to_cpu(r.body_len);
+    if (r.reserved || !path_len || path_len > COCA_KBS_PATH_MAX ||
+        ctype_len > COCA_KBS_CTYPE_MAX ||
+        (uint64_t)sizeof(r) + path_len + ctype_len + body_len !=
+        req->in_len) {
+        COCA_LOG("KBS_FORWARD: path %u, content type %u and body %u bytes "
+                 "do not make up the %u-byte payload (or reserved set)",
+                 path_len, ctype_len, body_len, req->in_len);
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    if (body_len > coca_kbs_max_body(s)) {
+        COCA_LOG("KBS_FORWARD: body of %u bytes over the limit of %u",
+                 body_len, coca_kbs_max_body(s));
+        coca_fail(req, COCA_STATUS_TOO_LARGE);
+        return;
+    }
+    path = req->in + sizeof(r);
+    ctype = path + path_len;
+    if ((method != COCA_KBS_GET && method != COCA_KBS_POST) ||
+        !coco_attest_kbs_path_allowed(method == COCA_KBS_POST,
+                                      (const char *)path, path_len)) {
+        COCA_LOG("KBS_FORWARD: method %u on '%.*s' is not in the KBS API",
+                 method, (int)path_len, path);
+        coca_fail(req, COCA_STATUS_KBS_PATH);
+        return;
+    }
+    if (method == COCA_KBS_GET ? (ctype_len || body_len)
+                               : (!ctype_len ||
+                                  !coca_printable(ctype, ctype_len))) {
+        COCA_LOG("KBS_FORWARD: a GET has no body or content type, a POST "
+                 "a printable content type");
+        coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    ses = coca_session_find(s, le32_to_cpu(r.session));
+    if (!ses) {
+        COCA_LOG("KBS_FORWARD: no session %u (closed or expired)",
+                 le32_to_cpu(r.session));
+        coca_fail(req, COCA_STATUS_NO_SESSION);
+        return;
+    }
+    ses->last_used = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    req->kbs_session = ses->id;
+    req->ks = coco_attest_kbs_session_ref(ses->ks);
+    req->kbs_post = method == COCA_KBS_POST;
+    req->kbs_path = g_strndup((const char *)path, path_len);
+    req->kbs_ctype = g_strndup((const char *)ctype, ctype_len);
+    req->kbs_body_off = sizeof(r) + path_len + ctype_len;
+    req->kbs_body_len = body_len;
+    req->kbs_max_response = coca_kbs_max_response(s);
+
+    /* always off the vCPU: the KBS may take seconds */
+    trace_coco_attest_pending(req->hdr.command, req->hdr.seq, req->epoch);
+    if (req->chan == COCA_CHAN_PAGE &&
+        !coca_write(req->page + COCA_HDR_STATUS_OFF, &pending,
+                    sizeof(pending))) {
+        coca_fail(req, COCA_STATUS_BAD_BUFFER);
+        return;
+    }
+    thread_pool_submit_aio(coca_kbs_forward_work, req, coca_kbs_forward_done,
+                           req);
+}
+
 /* Which feature each command needs (0: none beyond negotiation) */
 static const struct {
     uint16_t op;
@@ -764,6 +1093,10 @@ static const struct {
     { COCA_OP_GET_EK_CERT, COCA_FEAT_IDENTITY, coca_op_get_ek_cert },
     { COCA_OP_CERTIFY_EK, COCA_FEAT_IDENTITY, coca_op_certify_ek },
     { COCA_OP_CERTIFY_AK, COCA_FEAT_IDENTITY, coca_op_certify_ak },
+    { COCA_OP_KBS_CONFIG, COCA_FEAT_KBS, coca_op_kbs_config },
+    { COCA_OP_KBS_OPEN, COCA_FEAT_KBS, coca_op_kbs_open },
+    { COCA_OP_KBS_FORWARD, COCA_FEAT_KBS, coca_op_kbs_forward },
+    { COCA_OP_KBS_CLOSE, COCA_FEAT_KBS, coca_op_kbs_close },
 };
 
 static void coca_dispatch(CocoAttestReq *req)
@@ -1206,6 +1539,8 @@ static void coca_reset_enter(Object *obj, ResetType type)
     s->last_chan = COCA_CHAN_NONE;
     s->nonce_valid = false;
     memset(s->nonce, 0, sizeof(s->nonce));
+    /* the guest's KBS sessions end with it (cookies, connections) */
+    coca_sessions_close_all(s);
     if (s->port_buf) {
         memset(s->port_buf, 0, s->port_cap);
     }
@@ -1249,6 +1584,14 @@ static void coca_realize(DeviceState *dev, Error **errp)
         return;
     }
 
+    if (s->kbs) {
+        CocoAttestKbsLimits lim;
+
+        coco_attest_kbs_limits(s->kbs, &lim);
+        s->n_sessions = lim.max_sessions;
+        s->sessions = g_new0(CocoAttestSession, s->n_sessions);
+    }
+
     if (s->isairq) {
         s->irq = isa_get_irq(isa, s->isairq);
     }
@@ -1279,6 +1622,10 @@ static void coca_unrealize(DeviceState *dev)
     s->inflight = NULL;
     g_free(s->port_buf);
     s->port_buf = NULL;
+    coca_sessions_close_all(s);
+    g_free(s->sessions);
+    s->sessions = NULL;
+    s->n_sessions = 0;
 }
 
 static void coca_instance_init(Object *obj)
@@ -1341,6 +1688,8 @@ static const Property coca_properties[] = {
                        0),
     DEFINE_PROP_LINK("ca", CocoAttestState, ca, TYPE_COCO_ATTEST_CA,
                      CocoAttestCa *),
+    DEFINE_PROP_LINK("kbs", CocoAttestState, kbs, TYPE_COCO_ATTEST_KBS,
+                     CocoAttestKbs *),
 };
 
 static void coca_class_init(ObjectClass *klass, void *data)
@@ -1361,11 +1710,13 @@ static void coca_class_init(ObjectClass *klass, void *data)
     object_class_property_set_description(klass, "features",
         "feature bits offered to the guest (default: all this QEMU has): "
         "bit 0 external buffers, 1 interrupt, 2 diagnostics, "
-        "3 identity");
+        "3 identity, 4 KBS forwarding");
     object_class_property_set_description(klass, "max-object",
         "largest payload in bytes, a multiple of 4096 from 64 KiB to 1 MiB");
     object_class_property_set_description(klass, "ca",
         "coco-attest-ca object: enables the identity commands");
+    object_class_property_set_description(klass, "kbs",
+        "coco-attest-kbs object: enables KBS forwarding");
     object_class_property_set_description(klass, "x-echo-delay-ms",
         "test only: delay asynchronous ECHO completions (virtual time)");
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);

@@ -143,6 +143,10 @@ COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
 #define COCA_OP_GET_EK_CERT     0x0012  /* needs COCA_FEAT_IDENTITY */
 #define COCA_OP_CERTIFY_EK      0x0013  /* needs COCA_FEAT_IDENTITY */
 #define COCA_OP_CERTIFY_AK      0x0014  /* needs COCA_FEAT_IDENTITY */
+#define COCA_OP_KBS_CONFIG      0x0020  /* needs COCA_FEAT_KBS */
+#define COCA_OP_KBS_OPEN        0x0021  /* needs COCA_FEAT_KBS */
+#define COCA_OP_KBS_FORWARD     0x0022  /* needs COCA_FEAT_KBS */
+#define COCA_OP_KBS_CLOSE       0x0023  /* needs COCA_FEAT_KBS */
 
 /* Status codes (coca_hdr.status) */
 #define COCA_STATUS_OK                  0   /* success */
@@ -165,6 +169,14 @@ COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
 #define COCA_STATUS_EXPIRED             17  /* instance material expired */
 #define COCA_STATUS_EK_MISMATCH         18  /* another EK was certified */
 #define COCA_STATUS_NONCE               19  /* no fresh nonce: GET_NONCE */
+#define COCA_STATUS_KBS_UNREACHABLE     20  /* refused, reset or cut short */
+#define COCA_STATUS_KBS_TIMEOUT         21  /* no full answer in time */
+#define COCA_STATUS_KBS_TLS             22  /* TLS handshake/verification */
+#define COCA_STATUS_KBS_TOO_LARGE       23  /* answer over the host limit */
+#define COCA_STATUS_KBS_PATH            24  /* method/path not in the API */
+#define COCA_STATUS_NO_SESSION          25  /* unknown/closed/expired */
+#define COCA_STATUS_BUSY                26  /* all KBS sessions in use */
+#define COCA_STATUS_KBS_PROTOCOL        27  /* malformed HTTP answer */
 
 /* The guest writes this into coca_hdr.status before ringing */
 #define COCA_STATUS_NONE                0xffffffffu
@@ -178,8 +190,10 @@ COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
 #define COCA_FEAT_IRQ           (1ull << 1)  /* completion interrupt */
 #define COCA_FEAT_DIAG          (1ull << 2)  /* COCA_OP_ECHO diagnostics */
 #define COCA_FEAT_IDENTITY      (1ull << 3)  /* identity, EK and AK certs */
+#define COCA_FEAT_KBS           (1ull << 4)  /* KBS forwarding */
 #define COCA_FEAT_ALL           (COCA_FEAT_EXT_BUF | COCA_FEAT_IRQ | \
-                                 COCA_FEAT_DIAG | COCA_FEAT_IDENTITY)
+                                 COCA_FEAT_DIAG | COCA_FEAT_IDENTITY | \
+                                 COCA_FEAT_KBS)
 
 /* Limits */
 #define COCA_MAX_OBJECT_MIN     (64u * 1024)    /* every host offers this */
@@ -292,5 +306,75 @@ struct coca_certify_ak_req {
     uint32_t reserved;      /* zero */
 };
 COCA_ABI_ASSERT(sizeof(struct coca_certify_ak_req) == 8);
+
+/*
+ * KBS forwarding (COCA_FEAT_KBS).  The host relays HTTP requests from the
+ * guest to one Key Broker Service (Trustee's KBS protocol) and returns its
+ * answers verbatim; the guest builds every protocol message and evidence
+ * itself and decrypts the secret (a JWE) itself.  The host keeps a cookie
+ * jar per session, which is what carries the KBS's kbs-session-id.
+ */
+#define COCA_KBS_PROTOCOL       "0.4.0"     /* KBS protocol version */
+#define COCA_KBS_URL_MAX        256         /* bytes, with the NUL */
+
+/* COCA_OP_KBS_CONFIG: no request payload; the response is */
+struct coca_kbs_config {
+    char protocol[16];      /* NUL-terminated, COCA_KBS_PROTOCOL */
+    char url[COCA_KBS_URL_MAX]; /* the KBS base URL, NUL-terminated */
+    uint32_t max_sessions;  /* sessions open at once */
+    uint32_t session_timeout; /* seconds idle before a session expires */
+    uint32_t max_body;      /* largest request body the host forwards */
+    uint32_t max_response;  /* largest answer body the host accepts */
+    uint32_t timeout_ms;    /* per request, connection included */
+    uint32_t reserved;      /* zero */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_kbs_config) == 296);
+
+/*
+ * COCA_OP_KBS_OPEN: no request payload, responds with this; COCA_OP_KBS_CLOSE
+ * takes it as its request and has no response payload.  Session 0 is never
+ * handed out.
+ */
+struct coca_kbs_session {
+    uint32_t session;
+    uint32_t reserved;      /* zero */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_kbs_session) == 8);
+
+#define COCA_KBS_GET            1
+#define COCA_KBS_POST           2
+
+#define COCA_KBS_PATH_MAX       255 /* bytes of path */
+#define COCA_KBS_CTYPE_MAX      127 /* bytes of content type */
+
+/*
+ * COCA_OP_KBS_FORWARD request: this header, then path_len bytes of path,
+ * ctype_len bytes of content type and body_len bytes of body, nothing
+ * else (req_len is the exact sum).  Paths: POST /kbs/v0/auth, POST
+ * /kbs/v0/attest, GET /kbs/v0/resource/<repo>/<type>/<tag> with segments
+ * of [A-Za-z0-9._-] (not "." or ".."); no query.  A GET has no body and
+ * no content type; a POST has a content type of printable ASCII.
+ */
+struct coca_kbs_forward_req {
+    uint32_t session;       /* from COCA_OP_KBS_OPEN */
+    uint16_t method;        /* COCA_KBS_GET or COCA_KBS_POST */
+    uint16_t path_len;      /* 1..COCA_KBS_PATH_MAX */
+    uint16_t ctype_len;     /* 0..COCA_KBS_CTYPE_MAX */
+    uint16_t reserved;      /* zero */
+    uint32_t body_len;      /* up to coca_kbs_config.max_body */
+};
+COCA_ABI_ASSERT(sizeof(struct coca_kbs_forward_req) == 16);
+
+/*
+ * COCA_OP_KBS_FORWARD response (status COCA_STATUS_OK whatever the HTTP
+ * status): this header, then ctype_len bytes of the answer's content type
+ * and body_len bytes of its body.
+ */
+struct coca_kbs_forward_resp {
+    uint16_t http_status;   /* 100..599 */
+    uint16_t ctype_len;     /* 0..COCA_KBS_CTYPE_MAX */
+    uint32_t body_len;
+};
+COCA_ABI_ASSERT(sizeof(struct coca_kbs_forward_resp) == 8);
 
 #endif /* COCO_ATTEST_ABI_H */

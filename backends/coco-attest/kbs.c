@@ -1,0 +1,603 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * coco-attest-kbs: forwards a confidential guest's HTTP requests to one
+ * Key Broker Service (Trustee's KBS protocol, "RCAR").
+ *
+ *   -object tls-creds-x509,id=kbstls,dir=/etc/pki/kbs,endpoint=client
+ *   -object coco-attest-kbs,id=kbs0,url=https://kbs.example:8080,
+ *           tls-creds=kbstls
+ *   -device coco-attest,kbs=kbs0
+ *
+ * The guest builds every protocol message itself, evidence included, and
+ * decrypts the released secret itself: the KBS encrypts it (JWE) to a key
+ * generated in the guest.  The backend only relays bytes, so that neither
+ * it nor the host can bind evidence to anything or read a secret, and so
+ * that a protocol change needs no VMM change.  What it does enforce is
+ * where requests go: one configured KBS, and only the protocol's three
+ * endpoints.
+ *
+ * Requests are made with libcurl's easy interface from the thread pool
+ * (the device defers them), never from a vCPU or with the BQL held, with
+ * connect and total timeouts and a cap on the answer.  Each guest session
+ * has its own handle and so its own connection and cookie jar, which is
+ * what carries the KBS's kbs-session-id.
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/atomic.h"
+#include "qemu/units.h"
+#include "qom/object_interfaces.h"
+#include "crypto/tlscreds.h"
+#include "crypto/tlscredsx509.h"
+#include "system/coco-attest-kbs.h"
+#include "trace.h"
+
+#include <curl/curl.h>
+
+#define KBS_API_PREFIX          "/kbs/v0/"
+#define KBS_MAX_SESSIONS_LIMIT  64
+#define KBS_CTYPE_MAX           127
+
+struct CocoAttestKbs {
+    Object parent_obj;
+
+    /* properties */
+    char *url;
+    char *tls_creds;
+    uint32_t connect_timeout_ms;
+    uint32_t timeout_ms;
+    uint32_t max_response;
+    uint32_t max_sessions;
+    uint32_t session_timeout;
+
+    /* from tls-creds, at completion */
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+};
+
+struct CocoAttestKbsSession {
+    int refcnt;
+    CocoAttestKbs *kbs;         /* referenced */
+    CURL *curl;                 /* its connection and cookie jar */
+};
+
+typedef struct KbsSink {
+    GByteArray *body;
+    size_t max;
+    bool too_large;
+} KbsSink;
+
+/* ------------------------------------------------------------------ */
+/* The API the guest may reach                                         */
+/* ------------------------------------------------------------------ */
+
+static bool kbs_segment_ok(const char *p, size_t len)
+{
+    size_t i;
+
+    if (!len || (len == 1 && p[0] == '.') ||
+        (len == 2 && p[0] == '.' && p[1] == '.')) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        if (!g_ascii_isalnum(p[i]) && p[i] != '.' && p[i] != '_' &&
+            p[i] != '-') {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool coco_attest_kbs_path_allowed(bool post, const char *path, size_t len)
+{
+    static const char resource[] = KBS_API_PREFIX "resource/";
+    const char *p, *end = path + len;
+    int segments = 0;
+
+    if (len == strlen(KBS_API_PREFIX "auth") &&
+        !memcmp(path, KBS_API_PREFIX "auth", len)) {
+        return post;
+    }
+    if (len == strlen(KBS_API_PREFIX "attest") &&
+        !memcmp(path, KBS_API_PREFIX "attest", len)) {
+        return post;
+    }
+    if (post || len <= strlen(resource) ||
+        memcmp(path, resource, strlen(resource))) {
+        return false;
+    }
+    /* <repo>/<type>/<tag> */
+    p = path + strlen(resource);
+    while (p <= end) {
+        const char *slash = memchr(p, '/', end - p);
+        const char *seg_end = slash ? slash : end;
+
+        if (!kbs_segment_ok(p, seg_end - p)) {
+            return false;
+        }
+        segments++;
+        if (!slash) {
+            break;
+        }
+        p = slash + 1;
+    }
+    return segments == 3;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sessions and requests                                               */
+/* ------------------------------------------------------------------ */
+
+void coco_attest_kbs_limits(CocoAttestKbs *kbs, CocoAttestKbsLimits *lim)
+{
+    lim->url = kbs->url;
+    lim->max_sessions = kbs->max_sessions;
+    lim->session_timeout = kbs->session_timeout;
+    lim->max_response = kbs->max_response;
+    lim->timeout_ms = kbs->timeout_ms;
+}
+
+CocoAttestKbsSession *coco_attest_kbs_session_new(CocoAttestKbs *kbs)
+{
+    CocoAttestKbsSession *s = g_new0(CocoAttestKbsSession, 1);
+
+    s->refcnt = 1;
+    s->kbs = COCO_ATTEST_KBS(object_ref(OBJECT(kbs)));
+    trace_coco_attest_kbs_session_new(s);
+    return s;
+}
+
+CocoAttestKbsSession *coco_attest_kbs_session_ref(CocoAttestKbsSession *s)
+{
+    qatomic_inc(&s->refcnt);
+    return s;
+}
+
+void coco_attest_kbs_session_unref(CocoAttestKbsSession *s)
+{
+    if (!s || qatomic_fetch_dec(&s->refcnt) != 1) {
+        return;
+    }
+    trace_coco_attest_kbs_session_free(s);
+    if (s->curl) {
+        curl_easy_cleanup(s->curl);     /* closes the connection */
+    }
+    object_unref(OBJECT(s->kbs));
+    g_free(s);
+}
+
+void coco_attest_kbs_reply_clear(CocoAttestKbsReply *reply)
+{
+    g_free(reply->content_type);
+    if (reply->body) {
+        g_byte_array_unref(reply->body);
+    }
+    memset(reply, 0, sizeof(*reply));
+}
+
+static size_t kbs_write(char *data, size_t size, size_t n, void *opaque)
+{
+    KbsSink *sink = opaque;
+    size_t len = size * n;
+
+    if (len > sink->max - sink->body->len) {
+        sink->too_large = true;
+        return 0;                       /* aborts the transfer */
+    }
+    g_byte_array_append(sink->body, (const guint8 *)data, len);
+    return len;
+}
+
+/* A fresh handle: the session's cookie jar lives as long as it does. */
+static CURL *kbs_handle(CocoAttestKbs *kbs)
+{
+    CURL *c = curl_easy_init();
+
+    if (!c) {
+        return NULL;
+    }
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_COOKIEFILE, "");    /* in-memory jar */
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS,
+                     (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)MIN(kbs->connect_timeout_ms, kbs->timeout_ms));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)kbs->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "QEMU coco-attest-kbs");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, kbs_write);
+    if (kbs->ca_file) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, kbs->ca_file);
+    }
+    if (kbs->cert_file) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, kbs->cert_file);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, kbs->key_file);
+    }
+    return c;
+}
+
+static CocoAttestKbsResult kbs_result(CURLcode rc, bool too_large)
+{
+    if (too_large) {
+        return COCO_ATTEST_KBS_TOO_LARGE;
+    }
+    switch (rc) {
+    case CURLE_OK:
+        return COCO_ATTEST_KBS_OK;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return COCO_ATTEST_KBS_UNREACHABLE;
+    case CURLE_OPERATION_TIMEDOUT:
+        return COCO_ATTEST_KBS_TIMEOUT;
+    case CURLE_FILESIZE_EXCEEDED:
+        return COCO_ATTEST_KBS_TOO_LARGE;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_USE_SSL_FAILED:
+        return COCO_ATTEST_KBS_TLS;
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return COCO_ATTEST_KBS_PROTOCOL;
+    default:
+        return COCO_ATTEST_KBS_FAILED;
+    }
+}
+
+static bool kbs_ctype_ok(const char *ct)
+{
+    size_t i, len = strlen(ct);
+
+    if (len > KBS_CTYPE_MAX) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        if (ct[i] < 0x20 || ct[i] > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
+CocoAttestKbsResult coco_attest_kbs_forward(CocoAttestKbsSession *s,
+                                            bool post, const char *path,
+                                            const char *content_type,
+                                            const uint8_t *body, size_t len,
+                                            size_t max_response,
+                                            CocoAttestKbsReply *reply,
+                                            char **why)
+{
+    CocoAttestKbs *kbs = s->kbs;
+    g_autofree char *url = g_strconcat(kbs->url, path, NULL);
+    g_autofree char *ct_header = NULL;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *headers = NULL;
+    KbsSink sink = { .max = MIN(max_response, kbs->max_response) };
+    CocoAttestKbsResult r;
+    long code = 0;
+    char *ct = NULL;
+    CURLcode rc;
+
+    memset(reply, 0, sizeof(*reply));
+    if (!s->curl) {
+        s->curl = kbs_handle(kbs);
+        if (!s->curl) {
+            *why = g_strdup("curl_easy_init failed");
+            return COCO_ATTEST_KBS_FAILED;
+        }
+    }
+    sink.body = g_byte_array_new();
+    curl_easy_setopt(s->curl, CURLOPT_URL, url);
+    curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(s->curl, CURLOPT_MAXFILESIZE_LARGE,
+                     (curl_off_t)sink.max);
+    /* no "Expect: 100-continue" round trip for larger bodies */
+    headers = curl_slist_append(headers, "Expect:");
+    if (post) {
+        ct_header = g_strdup_printf("Content-Type: %s", content_type);
+        headers = curl_slist_append(headers, ct_header);
+        curl_easy_setopt(s->curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, (const char *)body);
+        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)len);
+    } else {
+        curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, headers);
+
+    trace_coco_attest_kbs_request(s, post ? "POST" : "GET", path, len);
+    rc = curl_easy_perform(s->curl);
+    r = kbs_result(rc, sink.too_large);
+    if (r == COCO_ATTEST_KBS_OK) {
+        curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(s->curl, CURLINFO_CONTENT_TYPE, &ct);
+        if (code < 100 || code > 599) {
+            *why = g_strdup_printf("HTTP status %ld", code);
+            r = COCO_ATTEST_KBS_PROTOCOL;
+        } else if (ct && !kbs_ctype_ok(ct)) {
+            *why = g_strdup("malformed or oversized Content-Type");
+            r = COCO_ATTEST_KBS_PROTOCOL;
+        }
+    } else if (sink.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+        *why = g_strdup_printf("answer larger than the limit (%zu bytes)",
+                               sink.max);
+    } else {
+        *why = g_strdup_printf("%s", errbuf[0] ? errbuf
+                                               : curl_easy_strerror(rc));
+    }
+    /* the request's buffers are the caller's: drop the references */
+    curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(headers);
+
+    if (r != COCO_ATTEST_KBS_OK) {
+        trace_coco_attest_kbs_error(s, path, r, *why);
+        g_byte_array_unref(sink.body);
+        return r;
+    }
+    reply->http_status = code;
+    reply->content_type = g_strdup(ct);
+    reply->body = sink.body;
+    trace_coco_attest_kbs_reply(s, path, reply->http_status,
+                                reply->body->len);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* QOM                                                                 */
+/* ------------------------------------------------------------------ */
+
+/* url: http or https, a host, no credentials, query or fragment */
+static char *kbs_check_url(const char *url, Error **errp)
+{
+    g_autofree char *scheme = NULL, *host = NULL, *query = NULL;
+    g_autofree char *frag = NULL, *user = NULL;
+    CURLU *u = curl_url();
+    CURLUcode rc;
+    char *base = NULL;
+
+    if (!u) {
+        error_setg(errp, "coco-attest-kbs: out of memory");
+        return NULL;
+    }
+    rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (rc != CURLUE_OK) {
+        error_setg(errp, "coco-attest-kbs: url '%s': %s", url,
+                   curl_url_strerror(rc));
+        goto out;
+    }
+    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    curl_url_get(u, CURLUPART_HOST, &host, 0);
+    curl_url_get(u, CURLUPART_QUERY, &query, 0);
+    curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
+    curl_url_get(u, CURLUPART_USER, &user, 0);
+    if (!scheme || (strcmp(scheme, "http") && strcmp(scheme, "https"))) {
+        error_setg(errp, "coco-attest-kbs: url '%s': only http and https "
+                   "are supported", url);
+    } else if (!host || !*host) {
+        error_setg(errp, "coco-attest-kbs: url '%s' has no host", url);
+    } else if (query || frag || user) {
+        error_setg(errp, "coco-attest-kbs: url '%s': no credentials, "
+                   "query or fragment allowed", url);
+    } else {
+        /* the API paths are appended to it */
+        base = g_strdup(url);
+        while (*base && base[strlen(base) - 1] == '/') {
+            base[strlen(base) - 1] = '\0';
+        }
+    }
+out:
+    curl_url_cleanup(u);
+    return base;
+}
+
+static bool kbs_readable(const char *path, Error **errp)
+{
+    if (access(path, R_OK) < 0) {
+        error_setg_errno(errp, errno, "coco-attest-kbs: %s", path);
+        return false;
+    }
+    return true;
+}
+
+/* tls-creds: a tls-creds-x509 object for a client, as its dir lays out */
+static bool kbs_load_creds(CocoAttestKbs *kbs, Error **errp)
+{
+    Object *obj = object_resolve_path_component(object_get_objects_root(),
+                                                kbs->tls_creds);
+    g_autofree char *dir = NULL;
+    QCryptoTLSCreds *creds;
+
+    if (!obj) {
+        error_setg(errp, "coco-attest-kbs: no TLS credentials with id '%s'",
+                   kbs->tls_creds);
+        return false;
+    }
+    if (!object_dynamic_cast(obj, TYPE_QCRYPTO_TLS_CREDS_X509)) {
+        error_setg(errp, "coco-attest-kbs: '%s' is not a %s object",
+                   kbs->tls_creds, TYPE_QCRYPTO_TLS_CREDS_X509);
+        return false;
+    }
+    creds = QCRYPTO_TLS_CREDS(obj);
+    if (!qcrypto_tls_creds_check_endpoint(creds,
+                                          QCRYPTO_TLS_CREDS_ENDPOINT_CLIENT,
+                                          errp)) {
+        return false;
+    }
+    dir = object_property_get_str(obj, "dir", errp);
+    if (!dir) {
+        return false;
+    }
+    kbs->ca_file = g_build_filename(dir, QCRYPTO_TLS_CREDS_X509_CA_CERT,
+                                    NULL);
+    if (!kbs_readable(kbs->ca_file, errp)) {
+        return false;
+    }
+    kbs->cert_file = g_build_filename(dir, QCRYPTO_TLS_CREDS_X509_CLIENT_CERT,
+                                      NULL);
+    kbs->key_file = g_build_filename(dir, QCRYPTO_TLS_CREDS_X509_CLIENT_KEY,
+                                     NULL);
+    if (access(kbs->cert_file, F_OK) < 0) {
+        /* no client certificate: server authentication only */
+        g_clear_pointer(&kbs->cert_file, g_free);
+        g_clear_pointer(&kbs->key_file, g_free);
+        return true;
+    }
+    return kbs_readable(kbs->cert_file, errp) &&
+           kbs_readable(kbs->key_file, errp);
+}
+
+static void kbs_complete(UserCreatable *uc, Error **errp)
+{
+    static bool curl_ready;
+    CocoAttestKbs *kbs = COCO_ATTEST_KBS(uc);
+    char *base;
+
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) {
+            error_setg(errp, "coco-attest-kbs: libcurl initialisation "
+                       "failed");
+            return;
+        }
+        curl_ready = true;
+    }
+    if (!kbs->url) {
+        error_setg(errp, "coco-attest-kbs: the 'url' property is required");
+        return;
+    }
+    base = kbs_check_url(kbs->url, errp);
+    if (!base) {
+        return;
+    }
+    g_free(kbs->url);
+    kbs->url = base;
+    if (kbs->max_sessions < 1 || kbs->max_sessions > KBS_MAX_SESSIONS_LIMIT) {
+        error_setg(errp, "coco-attest-kbs: max-sessions must be 1 to %d",
+                   KBS_MAX_SESSIONS_LIMIT);
+        return;
+    }
+    if (!kbs->timeout_ms || !kbs->connect_timeout_ms ||
+        !kbs->session_timeout || !kbs->max_response) {
+        error_setg(errp, "coco-attest-kbs: timeout, connect-timeout, "
+                   "session-timeout and max-response must not be zero");
+        return;
+    }
+    if (kbs->tls_creds && !kbs_load_creds(kbs, errp)) {
+        return;
+    }
+    trace_coco_attest_kbs_ready(kbs->url, kbs->ca_file ? kbs->ca_file : "",
+                                kbs->cert_file != NULL);
+}
+
+static char *kbs_get_url(Object *obj, Error **errp)
+{
+    return g_strdup(COCO_ATTEST_KBS(obj)->url);
+}
+
+static void kbs_set_url(Object *obj, const char *value, Error **errp)
+{
+    CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
+
+    g_free(kbs->url);
+    kbs->url = g_strdup(value);
+}
+
+static char *kbs_get_tls_creds(Object *obj, Error **errp)
+{
+    return g_strdup(COCO_ATTEST_KBS(obj)->tls_creds);
+}
+
+static void kbs_set_tls_creds(Object *obj, const char *value, Error **errp)
+{
+    CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
+
+    g_free(kbs->tls_creds);
+    kbs->tls_creds = g_strdup(value);
+}
+
+static void kbs_instance_init(Object *obj)
+{
+    CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
+
+    kbs->connect_timeout_ms = 5000;
+    kbs->timeout_ms = 30000;
+    kbs->max_response = 256 * KiB;
+    kbs->max_sessions = 4;
+    kbs->session_timeout = 300;
+    object_property_add_uint32_ptr(obj, "connect-timeout",
+                                   &kbs->connect_timeout_ms,
+                                   OBJ_PROP_FLAG_READWRITE);
+    object_property_add_uint32_ptr(obj, "timeout", &kbs->timeout_ms,
+                                   OBJ_PROP_FLAG_READWRITE);
+    object_property_add_uint32_ptr(obj, "max-response", &kbs->max_response,
+                                   OBJ_PROP_FLAG_READWRITE);
+    object_property_add_uint32_ptr(obj, "max-sessions", &kbs->max_sessions,
+                                   OBJ_PROP_FLAG_READWRITE);
+    object_property_add_uint32_ptr(obj, "session-timeout",
+                                   &kbs->session_timeout,
+                                   OBJ_PROP_FLAG_READWRITE);
+}
+
+static void kbs_instance_finalize(Object *obj)
+{
+    CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
+
+    g_free(kbs->url);
+    g_free(kbs->tls_creds);
+    g_free(kbs->ca_file);
+    g_free(kbs->cert_file);
+    g_free(kbs->key_file);
+}
+
+static void kbs_class_init(ObjectClass *oc, void *data)
+{
+    UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
+
+    ucc->complete = kbs_complete;
+    object_class_property_add_str(oc, "url", kbs_get_url, kbs_set_url);
+    object_class_property_set_description(oc, "url",
+        "base URL of the KBS (http or https); the API is under /kbs/v0/");
+    object_class_property_add_str(oc, "tls-creds", kbs_get_tls_creds,
+                                  kbs_set_tls_creds);
+    object_class_property_set_description(oc, "tls-creds",
+        "ID of a tls-creds-x509 object (endpoint=client) for https");
+}
+
+static const TypeInfo kbs_info = {
+    .name = TYPE_COCO_ATTEST_KBS,
+    .parent = TYPE_OBJECT,
+    .instance_size = sizeof(CocoAttestKbs),
+    .instance_init = kbs_instance_init,
+    .instance_finalize = kbs_instance_finalize,
+    .class_init = kbs_class_init,
+    .interfaces = (InterfaceInfo[]) {
+        { TYPE_USER_CREATABLE },
+        { }
+    },
+};
+
+static void kbs_register_types(void)
+{
+    type_register_static(&kbs_info);
+}
+
+type_init(kbs_register_types)
