@@ -21,6 +21,7 @@ static int coca_query_one(Object *obj, void *opaque)
     CocoAttestState *s;
     CocoAttestInfo *info;
     DeviceState *dev;
+    uint32_t i;
 
     s = (CocoAttestState *)object_dynamic_cast(obj, TYPE_COCO_ATTEST);
     if (!s) {
@@ -42,6 +43,11 @@ static int coca_query_one(Object *obj, void *opaque)
     info->requests = s->stat_requests;
     info->errors = s->stat_errors;
     info->dropped = s->stat_dropped;
+    for (i = 0; i < s->n_sessions; i++) {
+        info->kbs_sessions += s->sessions[i].id != 0;
+    }
+    info->kbs_requests = s->stat_kbs_requests;
+    info->kbs_errors = s->stat_kbs_errors;
     QAPI_LIST_APPEND(*tail, info);
     return 0;
 }

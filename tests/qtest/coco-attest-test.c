@@ -2506,6 +2506,676 @@ static void test_ca_startup_errors(void)
 }
 #endif /* CONFIG_GNUTLS */
 
+#ifdef CONFIG_CURL
+/* ------------------------------------------------------------------ */
+/* KBS forwarding, against the test KBS (tests/kbs/kbs-server.py) that  */
+/* the kbs suite starts: $COCA_KBS_URL, $COCA_KBS_CONTROL (its fault    */
+/* injection file), $COCA_KBS_TLS_URL with $COCA_KBS_TLS_DIR (a         */
+/* tls-creds-x509 directory for it) and $COCA_KBS_BAD_TLS_DIR (another  */
+/* CA).                                                                 */
+/* ------------------------------------------------------------------ */
+
+#define KBS_AUTH_BODY \
+    "{\"version\":\"0.4.0\",\"tee\":\"sample\",\"extra-params\":\"\"}"
+/* the P-256 base point: a valid key for a KBS that checks the curve */
+#define KBS_ATTEST_BODY \
+    "{\"runtime-data\":{\"nonce\":\"bm90LXRoZS1ub25jZQ==\"," \
+    "\"tee-pubkey\":{\"alg\":\"ECDH-ES+A256KW\",\"crv\":\"P-256\"," \
+    "\"kty\":\"EC\",\"x\":\"axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpY\"," \
+    "\"y\":\"T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU\"}}," \
+    "\"tee-evidence\":{\"primary_evidence\":{\"svn\":\"1\"," \
+    "\"report_data\":\"\"},\"additional_evidence\":\"\"}}"
+#define KBS_JSON    "application/json"
+
+typedef struct KbsReply {
+    uint32_t status;            /* COCA_STATUS_* */
+    uint16_t http;
+    char *ctype;
+    char *body;                 /* NUL-terminated copy */
+    uint32_t body_len;
+} KbsReply;
+
+static void kbs_reply_clear(KbsReply *r)
+{
+    g_free(r->ctype);
+    g_free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+static const char *kbs_env(const char *name)
+{
+    const char *v = g_getenv(name);
+
+    if (!v) {
+        g_test_skip("the test KBS is not running (see the kbs suite)");
+    }
+    return v;
+}
+
+/* Write the test KBS's fault injection file (NULL: no faults). */
+static void kbs_faults(const char *json)
+{
+    const char *path = g_getenv("COCA_KBS_CONTROL");
+    g_autofree char *tmp = g_strdup_printf("%s.tmp", path);
+
+    g_assert(path);
+    g_assert(g_file_set_contents(tmp, json ? json : "{}", -1, NULL));
+    g_assert_cmpint(rename(tmp, path), ==, 0);
+}
+
+/* A machine with a coco-attest-kbs for @url (plus @props), negotiated. */
+static Coca *kbs_ready(const char *url, const char *props,
+                       const char *extra_objects)
+{
+    g_autofree char *obj = g_strdup_printf(
+        "%s -object coco-attest-kbs,id=kbs0,url=%s%s",
+        extra_objects ? extra_objects : "", url, props ? props : "");
+    Coca *c = coca_start_with("q35", obj, ",kbs=kbs0");
+    struct coca_negotiate_resp r;
+
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    r = negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    g_assert_cmphex(r.negotiated & COCA_FEAT_KBS, ==, COCA_FEAT_KBS);
+    return c;
+}
+
+/* One request with a 64 KiB external buffer; waits (bounded) if pending */
+static uint32_t kbs_call(Coca *c, uint16_t op, const void *req, size_t len,
+                         uint8_t **resp, uint32_t *resp_len)
+{
+    Msg m = msg_new(c, op, len);
+    uint64_t buf = guest_alloc(&c->alloc, COCA_MAX_OBJECT_MIN);
+    int i;
+
+    m.flags = COCA_FLAG_EXT_BUF;
+    m.buf_gpa = buf;
+    m.buf_len = COCA_MAX_OBJECT_MIN;
+    g_assert_cmpuint(page_ring(c, &m, req, len), ==, COCA_RES_OK);
+    for (i = 0; m.status == COCA_STATUS_PENDING && i < 20000; i++) {
+        g_usleep(1000);
+        m = page_hdr(c);
+    }
+    g_assert_cmpuint(m.status, !=, COCA_STATUS_PENDING);
+    *resp_len = m.resp_len;
+    *resp = g_malloc0(m.resp_len + 1);
+    if (m.status == COCA_STATUS_OK && m.resp_len) {
+        page_payload(c, &m, *resp, m.resp_len);
+    }
+    guest_free(&c->alloc, buf);
+    return m.status;
+}
+
+static uint32_t kbs_open(Coca *c, uint32_t expect)
+{
+    g_autofree uint8_t *resp = NULL;
+    struct coca_kbs_session s;
+    uint32_t len;
+
+    g_assert_cmpuint(kbs_call(c, COCA_OP_KBS_OPEN, NULL, 0, &resp, &len),
+                     ==, expect);
+    if (expect != COCA_STATUS_OK) {
+        return 0;
+    }
+    g_assert_cmpuint(len, ==, sizeof(s));
+    memcpy(&s, resp, sizeof(s));
+    g_assert_cmpuint(s.reserved, ==, 0);
+    g_assert_cmpuint(le32_to_cpu(s.session), !=, 0);
+    return le32_to_cpu(s.session);
+}
+
+static uint32_t kbs_close(Coca *c, uint32_t session)
+{
+    struct coca_kbs_session s = { .session = cpu_to_le32(session) };
+    g_autofree uint8_t *resp = NULL;
+    uint32_t len;
+
+    return kbs_call(c, COCA_OP_KBS_CLOSE, &s, sizeof(s), &resp, &len);
+}
+
+/* KBS_FORWARD with explicit header fields, for the malformed cases */
+static uint32_t kbs_forward_raw(Coca *c, const struct coca_kbs_forward_req *h,
+                                const void *tail, size_t tail_len,
+                                KbsReply *out)
+{
+    g_autofree uint8_t *req = g_malloc(sizeof(*h) + tail_len);
+    g_autofree uint8_t *resp = NULL;
+    struct coca_kbs_forward_resp rh;
+    uint32_t len;
+
+    memcpy(req, h, sizeof(*h));
+    memcpy(req + sizeof(*h), tail, tail_len);
+    memset(out, 0, sizeof(*out));
+    out->status = kbs_call(c, COCA_OP_KBS_FORWARD, req,
+                           sizeof(*h) + tail_len, &resp, &len);
+    if (out->status != COCA_STATUS_OK) {
+        g_assert_cmpuint(len, ==, 0);
+        return out->status;
+    }
+    g_assert_cmpuint(len, >=, sizeof(rh));
+    memcpy(&rh, resp, sizeof(rh));
+    out->http = le16_to_cpu(rh.http_status);
+    out->body_len = le32_to_cpu(rh.body_len);
+    g_assert_cmpuint(le16_to_cpu(rh.ctype_len), <=, COCA_KBS_CTYPE_MAX);
+    g_assert_cmpuint(sizeof(rh) + le16_to_cpu(rh.ctype_len) + out->body_len,
+                     ==, len);
+    out->ctype = g_strndup((char *)resp + sizeof(rh),
+                           le16_to_cpu(rh.ctype_len));
+    out->body = g_strndup((char *)resp + sizeof(rh) +
+                          le16_to_cpu(rh.ctype_len), out->body_len);
+    return out->status;
+}
+
+static uint32_t kbs_forward(Coca *c, uint32_t session, uint16_t method,
+                            const char *path, const char *ctype,
+                            const char *body, KbsReply *out)
+{
+    size_t pl = strlen(path), cl = ctype ? strlen(ctype) : 0;
+    size_t bl = body ? strlen(body) : 0;
+    struct coca_kbs_forward_req h = {
+        .session = cpu_to_le32(session),
+        .method = cpu_to_le16(method),
+        .path_len = cpu_to_le16(pl),
+        .ctype_len = cpu_to_le16(cl),
+        .body_len = cpu_to_le32(bl),
+    };
+    g_autofree char *tail = g_strconcat(path, ctype ? ctype : "",
+                                        body ? body : "", NULL);
+
+    return kbs_forward_raw(c, &h, tail, pl + cl + bl, out);
+}
+
+/* POST /kbs/v0/auth answered 200 with a challenge */
+static void kbs_auth_ok(Coca *c, uint32_t session)
+{
+    KbsReply r;
+
+    g_assert_cmpuint(kbs_forward(c, session, COCA_KBS_POST, "/kbs/v0/auth",
+                                 KBS_JSON, KBS_AUTH_BODY, &r), ==,
+                     COCA_STATUS_OK);
+    g_assert_cmpuint(r.http, ==, 200);
+    g_assert_cmpstr(r.ctype, ==, KBS_JSON);
+    g_assert(strstr(r.body, "\"nonce\""));
+    kbs_reply_clear(&r);
+}
+
+static void test_kbs_config(void)
+{
+    const char *url = kbs_env("COCA_KBS_URL");
+    g_autofree uint8_t *resp = NULL;
+    struct coca_kbs_config cfg;
+    struct coca_negotiate_resp r;
+    uint32_t len;
+    Coca *c;
+
+    if (!url) {
+        return;
+    }
+    /* without a backend the feature is not offered */
+    c = coca_ready(NULL);
+    r = negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    g_assert_cmphex(r.offered & COCA_FEAT_KBS, ==, 0);
+    g_assert_cmpuint(kbs_call(c, COCA_OP_KBS_CONFIG, NULL, 0, &resp, &len),
+                     ==, COCA_STATUS_FEATURE);
+    g_clear_pointer(&resp, g_free);
+    coca_stop(c);
+
+    c = kbs_ready(url, ",max-sessions=3,session-timeout=60,timeout=4000,"
+                  "max-response=4096", NULL);
+    g_assert_cmpuint(kbs_call(c, COCA_OP_KBS_CONFIG, NULL, 0, &resp, &len),
+                     ==, COCA_STATUS_OK);
+    g_assert_cmpuint(len, ==, sizeof(cfg));
+    memcpy(&cfg, resp, sizeof(cfg));
+    g_assert_cmpstr(cfg.protocol, ==, "0.4.0");
+    g_assert_cmpstr(cfg.url, ==, url);
+    g_assert_cmpuint(le32_to_cpu(cfg.max_sessions), ==, 3);
+    g_assert_cmpuint(le32_to_cpu(cfg.session_timeout), ==, 60);
+    g_assert_cmpuint(le32_to_cpu(cfg.timeout_ms), ==, 4000);
+    g_assert_cmpuint(le32_to_cpu(cfg.max_response), ==, 4096);
+    g_assert_cmpuint(le32_to_cpu(cfg.max_body), ==,
+                     COCA_MAX_OBJECT_MIN - sizeof(struct coca_kbs_forward_req)
+                     - COCA_KBS_PATH_MAX - COCA_KBS_CTYPE_MAX);
+    g_assert_cmpuint(cfg.reserved, ==, 0);
+    coca_stop(c);
+}
+
+static void test_kbs_sessions(void)
+{
+    const char *url = kbs_env("COCA_KBS_URL");
+    g_autofree uint8_t *resp = NULL;
+    uint32_t a, b, c2, len;
+    uint8_t short_req[4] = { 0 };
+    KbsReply r;
+    Coca *c;
+
+    if (!url) {
+        return;
+    }
+    c = kbs_ready(url, ",max-sessions=2", NULL);
+    a = kbs_open(c, COCA_STATUS_OK);
+    b = kbs_open(c, COCA_STATUS_OK);
+    g_assert_cmpuint(a, !=, b);
+    /* too many sessions */
+    kbs_open(c, COCA_STATUS_BUSY);
+    g_assert_cmpuint(kbs_close(c, a), ==, COCA_STATUS_OK);
+    c2 = kbs_open(c, COCA_STATUS_OK);
+    g_assert_cmpuint(c2, !=, a);
+    g_assert_cmpuint(c2, !=, b);
+    /* closed, unknown and malformed */
+    g_assert_cmpuint(kbs_close(c, a), ==, COCA_STATUS_NO_SESSION);
+    g_assert_cmpuint(kbs_close(c, 0), ==, COCA_STATUS_NO_SESSION);
+    g_assert_cmpuint(kbs_call(c, COCA_OP_KBS_CLOSE, short_req,
+                              sizeof(short_req), &resp, &len), ==,
+                     COCA_STATUS_INVALID);
+    g_assert_cmpuint(kbs_forward(c, a, COCA_KBS_POST, "/kbs/v0/auth",
+                                 KBS_JSON, KBS_AUTH_BODY, &r), ==,
+                     COCA_STATUS_NO_SESSION);
+    kbs_auth_ok(c, b);
+    kbs_auth_ok(c, c2);
+
+    /* a reset closes them all */
+    qtest_qmp_assert_success(c->qts, "{'execute': 'system_reset'}");
+    qtest_qmp_eventwait(c->qts, "RESET");
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    g_assert_cmpuint(kbs_forward(c, b, COCA_KBS_POST, "/kbs/v0/auth",
+                                 KBS_JSON, KBS_AUTH_BODY, &r), ==,
+                     COCA_STATUS_NO_SESSION);
+    kbs_open(c, COCA_STATUS_OK);
+    kbs_open(c, COCA_STATUS_OK);
+    coca_stop(c);
+}
+
+/* Each session has its own cookie jar, which carries kbs-session-id. */
+static void test_kbs_cookies(void)
+{
+    const char *url = kbs_env("COCA_KBS_URL");
+    uint32_t a, b;
+    KbsReply r;
+    Coca *c;
+
+    if (!url) {
+        return;
+    }
+    kbs_faults(NULL);
+    c = kbs_ready(url, NULL, NULL);
+    a = kbs_open(c, COCA_STATUS_OK);
+    b = kbs_open(c, COCA_STATUS_OK);
+    kbs_auth_ok(c, a);
+    /* a's cookie: the KBS knows the session and checks the nonce */
+    g_assert_cmpuint(kbs_forward(c, a, COCA_KBS_POST, "/kbs/v0/attest",
+                                 KBS_JSON, KBS_ATTEST_BODY, &r), ==,
+                     COCA_STATUS_OK);
+    g_assert_cmpuint(r.http, ==, 401);
+    g_assert(strstr(r.body, "nonce mismatch"));
+    kbs_reply_clear(&r);
+    /* b never authenticated: no cookie */
+    g_assert_cmpuint(kbs_forward(c, b, COCA_KBS_POST, "/kbs/v0/attest",
+                                 KBS_JSON, KBS_ATTEST_BODY, &r), ==,
+                     COCA_STATUS_OK);
+    g_assert_cmpuint(r.http, ==, 401);
+    g_assert(strstr(r.body, "session cookie"));
+    kbs_reply_clear(&r);
+    /* the answers are forwarded as they are, whatever their status */
+    g_assert_cmpuint(kbs_forward(c, a, COCA_KBS_GET,
+                                 "/kbs/v0/resource/none/such/thing", NULL,
+                                 NULL, &r), ==, COCA_STATUS_OK);
+    g_assert_cmpuint(r.http, ==, 401);
+    g_assert(strstr(r.body, "https://github.com/confidential-containers/"
+                    "kbs/errors/"));
+    kbs_reply_clear(&r);
+    coca_stop(c);
+}
+
+/* Requests outside the API or malformed: refused before any I/O */
+static void test_kbs_bad_request(void)
+{
+    static const struct {
+        uint16_t method;
+        const char *path;
+    } denied[] = {
+        { COCA_KBS_GET, "/kbs/v0/auth" },
+        { COCA_KBS_POST, "/kbs/v0/auths" },
+        { COCA_KBS_POST, "/kbs/v0/auth?x=1" },
+        { COCA_KBS_POST, "/kbs/v0/attest/" },
+        { COCA_KBS_POST, "/kbs/v0/attestation-policy" },
+        { COCA_KBS_POST, "/kbs/v0/resource-policy" },
+        { COCA_KBS_POST, "/kbs/v0/resource/a/b/c" },
+        { COCA_KBS_GET, "/kbs/v0/resource/a/b" },
+        { COCA_KBS_GET, "/kbs/v0/resource/a/b/c/d" },
+        { COCA_KBS_GET, "/kbs/v0/resource/a/../c" },
+        { COCA_KBS_GET, "/kbs/v0/resource/a/./c" },
+        { COCA_KBS_GET, "/kbs/v0/resource/a//c" },
+        { COCA_KBS_GET, "/kbs/v0/resource/a/b/c%2f" },
+        { COCA_KBS_GET, "/kbs/v0/resource/a/b/c?x" },
+        { COCA_KBS_GET, "/kbs/v0/../../etc/passwd" },
+        { COCA_KBS_GET, "/admin" },
+        { COCA_KBS_GET, "http://evil.example/kbs/v0/auth" },
+        { 3, "/kbs/v0/auth" },
+        { 0, "/kbs/v0/auth" },
+    };
+    const char *url = kbs_env("COCA_KBS_URL");
+    struct coca_kbs_forward_req h;
+    g_autofree char *big = NULL;
+    uint32_t s, max_body;
+    KbsReply r;
+    size_t i;
+    Coca *c;
+
+    if (!url) {
+        return;
+    }
+    c = kbs_ready(url, NULL, NULL);
+    s = kbs_open(c, COCA_STATUS_OK);
+    for (i = 0; i < ARRAY_SIZE(denied); i++) {
+        bool post = denied[i].method == COCA_KBS_POST;
+
+        g_test_message("%u %s", denied[i].method, denied[i].path);
+        g_assert_cmpuint(kbs_forward(c, s, denied[i].method, denied[i].path,
+                                     post ? KBS_JSON : NULL,
+                                     post ? "{}" : NULL, &r), ==,
+                         COCA_STATUS_KBS_PATH);
+    }
+    /* a GET carries nothing, a POST a printable content type */
+    g_assert_cmpuint(kbs_forward(c, s, COCA_KBS_GET,
+                                 "/kbs/v0/resource/a/b/c", KBS_JSON, NULL,
+                                 &r), ==, COCA_STATUS_INVALID);
+    g_assert_cmpuint(kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth", NULL,
+                                 KBS_AUTH_BODY, &r), ==,
+                     COCA_STATUS_INVALID);
+    g_assert_cmpuint(kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth",
+                                 "application/json\r\nX-Evil: 1",
+                                 KBS_AUTH_BODY, &r), ==,
+                     COCA_STATUS_INVALID);
+    /* lengths that do not add up, reserved bits, empty or long path */
+    h = (struct coca_kbs_forward_req) {
+        .session = cpu_to_le32(s),
+        .method = cpu_to_le16(COCA_KBS_POST),
+        .path_len = cpu_to_le16(12),
+        .ctype_len = cpu_to_le16(strlen(KBS_JSON)),
+        .body_len = cpu_to_le32(2),
+    };
+    g_assert_cmpuint(kbs_forward_raw(c, &h, "/kbs/v0/auth" KBS_JSON "{}x",
+                                     12 + strlen(KBS_JSON) + 3, &r), ==,
+                     COCA_STATUS_INVALID);
+    g_assert_cmpuint(kbs_forward_raw(c, &h, "/kbs/v0/auth" KBS_JSON "{",
+                                     12 + strlen(KBS_JSON) + 1, &r), ==,
+                     COCA_STATUS_INVALID);
+    h.body_len = cpu_to_le32(UINT32_MAX);
+    g_assert_cmpuint(kbs_forward_raw(c, &h, "/kbs/v0/auth" KBS_JSON "{}",
+                                     12 + strlen(KBS_JSON) + 2, &r), ==,
+                     COCA_STATUS_INVALID);
+    h.body_len = cpu_to_le32(2);
+    h.reserved = cpu_to_le16(1);
+    g_assert_cmpuint(kbs_forward_raw(c, &h, "/kbs/v0/auth" KBS_JSON "{}",
+                                     12 + strlen(KBS_JSON) + 2, &r), ==,
+                     COCA_STATUS_INVALID);
+    h.reserved = 0;
+    h.path_len = 0;
+    h.body_len = cpu_to_le32(12 + 2);
+    g_assert_cmpuint(kbs_forward_raw(c, &h, "/kbs/v0/auth" KBS_JSON "{}",
+                                     12 + strlen(KBS_JSON) + 2, &r), ==,
+                     COCA_STATUS_INVALID);
+    g_assert_cmpuint(kbs_call(c, COCA_OP_KBS_FORWARD, &h, 8,
+                              (uint8_t **)&r.body, &r.body_len), ==,
+                     COCA_STATUS_INVALID);
+    g_free(r.body);
+    /* a body over the limit */
+    max_body = COCA_MAX_OBJECT_MIN - sizeof(h) - COCA_KBS_PATH_MAX -
+               COCA_KBS_CTYPE_MAX;
+    big = g_strnfill(max_body + 1, 'x');
+    g_assert_cmpuint(kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth",
+                                 KBS_JSON, big, &r), ==,
+                     COCA_STATUS_TOO_LARGE);
+    /* none of it reached the KBS or hurt the session */
+    kbs_auth_ok(c, s);
+    coca_stop(c);
+}
+
+/* Every way a KBS can fail: a status, the VM runs on, the next works. */
+static void test_kbs_faults(void)
+{
+    static const struct {
+        const char *faults;
+        uint32_t status;
+        uint16_t http;
+    } cases[] = {
+        { "{\"delay\": 3}", COCA_STATUS_KBS_TIMEOUT },
+        { "{\"status\": 503}", COCA_STATUS_OK, 503 },
+        { "{\"status\": 500}", COCA_STATUS_OK, 500 },
+        { "{\"garbage\": true}", COCA_STATUS_OK, 200 },
+        { "{\"oversize\": 100000}", COCA_STATUS_KBS_TOO_LARGE },
+        { "{\"drop\": true}", COCA_STATUS_KBS_UNREACHABLE },
+    };
+    const char *url = kbs_env("COCA_KBS_URL");
+    int64_t t0, elapsed;
+    uint32_t s;
+    KbsReply r;
+    QDict *info;
+    size_t i;
+    Coca *c;
+
+    if (!url) {
+        return;
+    }
+    c = kbs_ready(url, ",timeout=1500", NULL);
+    s = kbs_open(c, COCA_STATUS_OK);
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_test_message("faults %s", cases[i].faults);
+        kbs_faults(cases[i].faults);
+        t0 = g_get_monotonic_time();
+        g_assert_cmpuint(kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth",
+                                     KBS_JSON, KBS_AUTH_BODY, &r), ==,
+                         cases[i].status);
+        elapsed = g_get_monotonic_time() - t0;
+        if (cases[i].status == COCA_STATUS_OK) {
+            g_assert_cmpuint(r.http, ==, cases[i].http);
+        }
+        if (cases[i].status == COCA_STATUS_KBS_TIMEOUT) {
+            /* given up after the timeout, not after the KBS's 3 s */
+            g_assert_cmpint(elapsed, >=, 1400 * 1000);
+            g_assert_cmpint(elapsed, <, 2900 * 1000);
+        }
+        kbs_reply_clear(&r);
+        kbs_faults(NULL);
+        kbs_auth_ok(c, s);
+    }
+    /* the guest-visible errors are counted */
+    info = query_one(c);
+    g_assert_cmpint(qdict_get_int(info, "kbs-errors"), ==, 3);
+    qobject_unref(info);
+    coca_stop(c);
+
+    /* nobody listening */
+    c = kbs_ready("http://127.0.0.1:1", NULL, NULL);
+    s = kbs_open(c, COCA_STATUS_OK);
+    g_assert_cmpuint(kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth",
+                                 KBS_JSON, KBS_AUTH_BODY, &r), ==,
+                     COCA_STATUS_KBS_UNREACHABLE);
+    coca_stop(c);
+}
+
+static void test_kbs_tls(void)
+{
+    const char *url = kbs_env("COCA_KBS_TLS_URL");
+    const char *good = g_getenv("COCA_KBS_TLS_DIR");
+    const char *bad = g_getenv("COCA_KBS_BAD_TLS_DIR");
+    g_autofree char *creds = NULL;
+    uint32_t s;
+    KbsReply r;
+    Coca *c;
+
+    if (!url) {
+        return;
+    }
+    g_assert(good && bad);
+    kbs_faults(NULL);
+    creds = g_strdup_printf("-object tls-creds-x509,id=tls0,dir=%s,"
+                            "endpoint=client", good);
+    c = kbs_ready(url, ",tls-creds=tls0", creds);
+    s = kbs_open(c, COCA_STATUS_OK);
+    kbs_auth_ok(c, s);
+    coca_stop(c);
+
+    /* a KBS whose certificate does not chain to the configured CA */
+    g_free(creds);
+    creds = g_strdup_printf("-object tls-creds-x509,id=tls0,dir=%s,"
+                            "endpoint=client", bad);
+    c = kbs_ready(url, ",tls-creds=tls0", creds);
+    s = kbs_open(c, COCA_STATUS_OK);
+    g_assert_cmpuint(kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth",
+                                 KBS_JSON, KBS_AUTH_BODY, &r), ==,
+                     COCA_STATUS_KBS_TLS);
+    coca_stop(c);
+}
+
+static void test_kbs_expiry(void)
+{
+    const char *url = kbs_env("COCA_KBS_URL");
+    uint32_t a, b;
+    KbsReply r;
+    Coca *c;
+
+    if (!url) {
+        return;
+    }
+    kbs_faults(NULL);
+    c = kbs_ready(url, ",session-timeout=1,max-sessions=1", NULL);
+    a = kbs_open(c, COCA_STATUS_OK);
+    kbs_auth_ok(c, a);
+    g_usleep(1300 * 1000);
+    /* idle too long: gone, and its slot is free again */
+    g_assert_cmpuint(kbs_forward(c, a, COCA_KBS_POST, "/kbs/v0/auth",
+                                 KBS_JSON, KBS_AUTH_BODY, &r), ==,
+                     COCA_STATUS_NO_SESSION);
+    b = kbs_open(c, COCA_STATUS_OK);
+    kbs_auth_ok(c, b);
+    coca_stop(c);
+}
+
+/*
+ * A pending exchange holds neither a vCPU nor the BQL: the monitor
+ * answers at once while the KBS takes 2 s; a reset drops the late answer
+ * without touching guest memory.
+ */
+static void test_kbs_pending(void)
+{
+    const char *url = kbs_env("COCA_KBS_URL");
+    g_autofree char *body = NULL;
+    uint8_t before[COCA_PAGE_SIZE], after[COCA_PAGE_SIZE];
+    struct coca_kbs_forward_req h;
+    int64_t t0, worst = 0;
+    QDict *info = NULL;
+    uint32_t s;
+    Coca *c;
+    Msg m;
+    int i;
+
+    if (!url) {
+        return;
+    }
+    c = kbs_ready(url, NULL, NULL);
+    s = kbs_open(c, COCA_STATUS_OK);
+    kbs_faults("{\"delay\": 2}");
+    h = (struct coca_kbs_forward_req) {
+        .session = cpu_to_le32(s),
+        .method = cpu_to_le16(COCA_KBS_POST),
+        .path_len = cpu_to_le16(12),
+        .ctype_len = cpu_to_le16(strlen(KBS_JSON)),
+        .body_len = cpu_to_le32(strlen(KBS_AUTH_BODY)),
+    };
+    body = g_strconcat("/kbs/v0/auth", KBS_JSON, KBS_AUTH_BODY, NULL);
+    m = msg_new(c, COCA_OP_KBS_FORWARD, sizeof(h) + strlen(body));
+    {
+        g_autofree uint8_t *req = g_malloc(m.req_len);
+
+        memcpy(req, &h, sizeof(h));
+        memcpy(req + sizeof(h), body, strlen(body));
+        g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==,
+                         COCA_STATUS_PENDING);
+    }
+    for (i = 0; i < 10; i++) {
+        t0 = g_get_monotonic_time();
+        info = query_one(c);
+        worst = MAX(worst, g_get_monotonic_time() - t0);
+        g_assert_true(qdict_get_bool(info, "pending"));
+        qobject_unref(info);
+        g_usleep(50 * 1000);
+    }
+    g_test_message("monitor round trip while pending: %" PRId64 " us",
+                   worst);
+    g_assert_cmpint(worst, <, 500 * 1000);
+    g_assert_cmpuint(page_hdr(c).status, ==, COCA_STATUS_PENDING);
+
+    qtest_qmp_assert_success(c->qts, "{'execute': 'system_reset'}");
+    qtest_qmp_eventwait(c->qts, "RESET");
+    memset(before, 0x5a, sizeof(before));
+    qtest_memwrite(c->qts, c->page, before, sizeof(before));
+    for (i = 0; i < 5000; i++) {
+        info = query_one(c);
+        if (qdict_get_int(info, "dropped") == 1) {
+            break;
+        }
+        qobject_unref(info);
+        info = NULL;
+        g_usleep(1000);
+    }
+    g_assert(info);
+    qobject_unref(info);
+    qtest_memread(c->qts, c->page, after, sizeof(after));
+    g_assert(memcmp(before, after, sizeof(before)) == 0);
+
+    kbs_faults(NULL);
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    s = kbs_open(c, COCA_STATUS_OK);
+    kbs_auth_ok(c, s);
+    coca_stop(c);
+}
+
+static void test_kbs_startup_errors(void)
+{
+    static const struct {
+        const char *args;
+        const char *error;
+    } cases[] = {
+        { "-object coco-attest-kbs,id=k", "Parameter 'url' is missing" },
+        { "-object coco-attest-kbs,id=k,url=ftp://h", "only http and https" },
+        { "-object coco-attest-kbs,id=k,url=http://u:p@h",
+          "no credentials, query or fragment" },
+        { "-object 'coco-attest-kbs,id=k,url=not a url'",
+          "url 'not a url'" },
+        { "-object coco-attest-kbs,id=k,url=http://h,max-sessions=65",
+          "max-sessions must be 1 to 64" },
+        { "-object coco-attest-kbs,id=k,url=http://h,timeout=0",
+          "must not be zero" },
+        { "-object coco-attest-kbs,id=k,url=https://h,tls-creds=none",
+          "no TLS credentials with id 'none'" },
+        { "-object authz-simple,id=a,identity=x "
+          "-object coco-attest-kbs,id=k,url=https://h,tls-creds=a",
+          "'a' is not a tls-creds-x509 object" },
+    };
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_autofree char *out = NULL, *err = NULL, *run = NULL;
+        int status;
+
+        run = g_strdup_printf("timeout 20 %s -M q35 -accel qtest -nodefaults "
+                              "-display none -S %s -device coco-attest,kbs=k",
+                              qemu, cases[i].args);
+        g_assert_true(g_spawn_command_line_sync(run, &out, &err, &status,
+                                                NULL));
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 1);
+        if (!strstr(err, cases[i].error)) {
+            g_test_message("%s: %s", cases[i].args, err);
+        }
+        g_assert_nonnull(strstr(err, cases[i].error));
+    }
+}
+#endif /* CONFIG_CURL */
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -2544,6 +3214,17 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/ca/gce", test_ca_gce);
     qtest_add_func("/coco-attest/ca/feature", test_ca_feature);
     qtest_add_func("/coco-attest/ca/startup-errors", test_ca_startup_errors);
+#endif
+#ifdef CONFIG_CURL
+    qtest_add_func("/coco-attest/kbs/config", test_kbs_config);
+    qtest_add_func("/coco-attest/kbs/sessions", test_kbs_sessions);
+    qtest_add_func("/coco-attest/kbs/cookies", test_kbs_cookies);
+    qtest_add_func("/coco-attest/kbs/bad-request", test_kbs_bad_request);
+    qtest_add_func("/coco-attest/kbs/faults", test_kbs_faults);
+    qtest_add_func("/coco-attest/kbs/tls", test_kbs_tls);
+    qtest_add_func("/coco-attest/kbs/expiry", test_kbs_expiry);
+    qtest_add_func("/coco-attest/kbs/pending", test_kbs_pending);
+    qtest_add_func("/coco-attest/kbs/startup-errors", test_kbs_startup_errors);
 #endif
 
     return g_test_run();
