@@ -16,7 +16,7 @@ PKGS=(
     libgnutls28-dev libcurl4-gnutls-dev libssl-dev openssl gnutls-bin
     libxml2-dev libxml2-utils
     seabios qemu-system-data ipxe-qemu
-    python3-cryptography swtpm-tools faketime
+    python3-cryptography swtpm-tools faketime libjson-c-dev
 )
 BPO_PKGS=(meson python3-pycotap
           libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu)

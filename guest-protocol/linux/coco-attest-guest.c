@@ -33,6 +33,7 @@
 #include <openssl/x509v3.h>
 
 #include "coco-attest/guest.h"
+#include "kbs-client.h"
 
 #define LIST_MAX    (32 * 1024)
 
@@ -107,6 +108,10 @@ static void usage(FILE *f)
 "  ek-certify            generate an EK (ECC P-256) and have it certified\n"
 "  ak-certify            generate an AK (ECC P-256), certify it with a CSR\n"
 "                        and, with --tpm, also in the TPM-native form\n"
+"  kbs config            the host's KBS forwarding configuration\n"
+"  kbs get REPO/TYPE/TAG attest to the KBS through the device (Trustee\n"
+"                        protocol, sample TEE) and fetch a secret; it is\n"
+"                        decrypted here and written to stdout (or -o FILE)\n"
 "\n"
 "options:\n"
 "  -m, --mem PHYS        memmap=-reserved guest-physical memory (at least\n"
@@ -118,7 +123,11 @@ static void usage(FILE *f)
 "  -n, --nv INDEX        EK NV index (default 0x01c0000a, ECC P-256)\n"
 "  -r, --root FILE       verify returned chains against this root (PEM)\n"
 "  -o, --out DIR         write returned certificates there (PEM; '-':\n"
-"                        print them)\n"
+"                        print them); kbs get: the file for the secret\n"
+"      --curve CRV       kbs get: ephemeral key p256 (default) or p521\n"
+"      --sha256          kbs get: print only the secret's SHA-256\n"
+"      --progress        kbs get: measure vCPU progress while the host\n"
+"                        forwards (baseline vs pending work rate)\n"
 "  -v, --verbose         print the library's diagnostics\n"
 "  -h, --help\n");
 }
@@ -318,6 +327,9 @@ int main(int argc, char **argv)
         { "root", required_argument, NULL, 'r' },
         { "out", required_argument, NULL, 'o' },
         { "tpm", no_argument, NULL, 't' },
+        { "curve", required_argument, NULL, 'C' },
+        { "sha256", no_argument, NULL, 'S' },
+        { "progress", no_argument, NULL, 'P' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -332,6 +344,7 @@ int main(int argc, char **argv)
     uint32_t flags = 0, nv = COCA_NV_EK_ECC_P256;
     const char *cmd, *root = NULL, *out_dir = NULL;
     int tpm = 0;
+    struct kbs_get_opts kbs = { .curve = "P-256" };
     char *end;
     int c, err;
 
@@ -384,6 +397,20 @@ int main(int argc, char **argv)
         case 't':
             tpm = 1;
             break;
+        case 'C':
+            kbs.curve = kbs_curve_name(optarg);
+            if (!kbs.curve) {
+                fprintf(stderr, "coco-attest-guest: --curve is p256 or "
+                        "p521\n");
+                return 2;
+            }
+            break;
+        case 'S':
+            kbs.sha256 = 1;
+            break;
+        case 'P':
+            kbs.progress = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -397,6 +424,26 @@ int main(int argc, char **argv)
         return 2;
     }
     cmd = argv[optind];
+    if (!strcmp(cmd, "kbs")) {
+        const char *sub = optind + 1 < argc ? argv[optind + 1] : "";
+
+        if (!strcmp(sub, "config") && optind + 2 == argc) {
+            kbs.resource = NULL;
+        } else if (!strcmp(sub, "get") && optind + 3 == argc) {
+            kbs.resource = argv[optind + 2];
+            kbs.out = out_dir;
+            if (!kbs_resource_ok(kbs.resource)) {
+                fprintf(stderr, "coco-attest-guest: the resource must be "
+                        "REPO/TYPE/TAG, each of [A-Za-z0-9._-]\n");
+                return 2;
+            }
+        } else {
+            usage(stderr);
+            return 2;
+        }
+        /* KBS requests pend for long: --progress works while they do */
+        ops.relax = kbs_relax;
+    }
 
     if (ioperm(0x510, 2, 1) < 0) {
         perror("coco-attest-guest: ioperm (fw_cfg; are you root?)");
@@ -489,6 +536,9 @@ int main(int argc, char **argv)
         free(data);
         free(out);
         return 0;
+    }
+    if (!strcmp(cmd, "kbs")) {
+        return kbs.resource ? kbs_cmd_get(&dev, &kbs) : kbs_cmd_config(&dev);
     }
     if (!strcmp(cmd, "identity")) {
         struct coca_identity id;

@@ -572,9 +572,14 @@ int coca_poll(struct coca_dev *d, void *resp, uint32_t resp_cap,
                                                    resp_len);
 }
 
-int coca_call(struct coca_dev *d, enum coca_channel ch, uint16_t op,
-              const void *req, uint32_t req_len,
-              void *resp, uint32_t resp_cap, uint32_t *resp_len)
+/*
+ * Submit and wait: up to timeout_us with a clock, else up to
+ * d->poll_limit polls, or forever when unlimited is set.
+ */
+static int call_wait(struct coca_dev *d, enum coca_channel ch, uint16_t op,
+                     const void *req, uint32_t req_len,
+                     void *resp, uint32_t resp_cap, uint32_t *resp_len,
+                     uint64_t timeout_us, int unlimited)
 {
     const struct coca_ops *ops;
     uint64_t start = 0;
@@ -594,8 +599,8 @@ int coca_call(struct coca_dev *d, enum coca_channel ch, uint16_t op,
         if (err != COCA_E_AGAIN) {
             return err;
         }
-        if (ops->now_us ? ops->now_us(ops->ctx) - start > d->timeout_us
-                        : ++polls > d->poll_limit) {
+        if (ops->now_us ? ops->now_us(ops->ctx) - start > timeout_us
+                        : !unlimited && ++polls > d->poll_limit) {
             /*
              * The request stays in flight on the device; the library
              * forgets it so that the caller can decide (reset, retry).
@@ -607,6 +612,17 @@ int coca_call(struct coca_dev *d, enum coca_channel ch, uint16_t op,
             ops->relax(ops->ctx);
         }
     }
+}
+
+int coca_call(struct coca_dev *d, enum coca_channel ch, uint16_t op,
+              const void *req, uint32_t req_len,
+              void *resp, uint32_t resp_cap, uint32_t *resp_len)
+{
+    if (!d) {
+        return COCA_E_INVAL;
+    }
+    return call_wait(d, ch, op, req, req_len, resp, resp_cap, resp_len,
+                     d->timeout_us, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -906,6 +922,252 @@ int coca_certify_ak(struct coca_dev *d, uint32_t format,
                      buf, cap, len);
 }
 
+/* ------------------------------------------------------------------ */
+/* KBS forwarding (COCA_FEAT_KBS)                                      */
+/* ------------------------------------------------------------------ */
+
+static int need_kbs(const struct coca_dev *d)
+{
+    if (!d || !d->ops) {
+        return COCA_E_INVAL;
+    }
+    if (!d->proto) {
+        return COCA_E_NOTREADY;
+    }
+    return (d->negotiated & COCA_FEAT_KBS) ? 0 : COCA_E_NOFEATURE;
+}
+
+/* Length of a NUL-terminated string of at most max bytes, or -1. */
+static int32_t str_len(const char *s, uint32_t max)
+{
+    uint32_t i;
+
+    for (i = 0; i <= max; i++) {
+        if (s[i] == 0) {
+            return (int32_t)i;
+        }
+    }
+    return -1;
+}
+
+/* Every byte printable ASCII (space allowed when spaces is set). */
+static int printable(const uint8_t *s, uint32_t n, int spaces)
+{
+    while (n--) {
+        if (*s > 0x7e || *s < (spaces ? 0x20 : 0x21)) {
+            return 0;
+        }
+        s++;
+    }
+    return 1;
+}
+
+/* A NUL within the n bytes of a fixed-size string field. */
+static int has_nul(const uint8_t *s, uint32_t n)
+{
+    while (n--) {
+        if (*s++ == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int coca_kbs_config(struct coca_dev *d, struct coca_kbs_config *out)
+{
+    uint8_t r[sizeof(struct coca_kbs_config)];
+    const uint8_t *n = r + sizeof(out->protocol) + sizeof(out->url);
+    uint32_t len = 0;
+    int err = need_kbs(d);
+
+    if (err) {
+        return err;
+    }
+    if (!out) {
+        return COCA_E_INVAL;
+    }
+    err = coca_call(d, COCA_CH_AUTO, COCA_OP_KBS_CONFIG, 0, 0, r, sizeof(r),
+                    &len);
+    if (err == COCA_E_TOOBIG && d->last_status == COCA_STATUS_OK) {
+        dlog(d, "coco-attest: KBS_CONFIG response too long");
+        return COCA_E_PROTO;
+    }
+    if (err) {
+        return err;
+    }
+    if (len != sizeof(r)) {
+        dlog(d, "coco-attest: KBS_CONFIG response has the wrong length");
+        return COCA_E_PROTO;
+    }
+    if (!has_nul(r, sizeof(out->protocol)) ||
+        !has_nul(r + sizeof(out->protocol), sizeof(out->url)) ||
+        get32(n + 20) != 0) {
+        dlog(d, "coco-attest: KBS_CONFIG response malformed");
+        return COCA_E_PROTO;
+    }
+    mem_copy(out->protocol, r, sizeof(out->protocol));
+    mem_copy(out->url, r + sizeof(out->protocol), sizeof(out->url));
+    out->max_sessions = get32(n);
+    out->session_timeout = get32(n + 4);
+    out->max_body = get32(n + 8);
+    out->max_response = get32(n + 12);
+    out->timeout_ms = get32(n + 16);
+    out->reserved = 0;
+    d->kbs_timeout_ms = out->timeout_ms;
+    d->kbs_configured = 1;
+    return 0;
+}
+
+int coca_kbs_open(struct coca_dev *d, uint32_t *session)
+{
+    uint8_t r[sizeof(struct coca_kbs_session)];
+    uint32_t len = 0;
+    int err = need_kbs(d);
+
+    if (err) {
+        return err;
+    }
+    if (!session) {
+        return COCA_E_INVAL;
+    }
+    *session = 0;
+    err = coca_call(d, COCA_CH_AUTO, COCA_OP_KBS_OPEN, 0, 0, r, sizeof(r),
+                    &len);
+    if (err == COCA_E_TOOBIG && d->last_status == COCA_STATUS_OK) {
+        return COCA_E_PROTO;
+    }
+    if (err) {
+        return err;
+    }
+    if (len != sizeof(r) || get32(r) == 0 || get32(r + 4) != 0) {
+        dlog(d, "coco-attest: KBS_OPEN response malformed");
+        return COCA_E_PROTO;
+    }
+    *session = get32(r);
+    return 0;
+}
+
+int coca_kbs_close(struct coca_dev *d, uint32_t session)
+{
+    uint8_t q[sizeof(struct coca_kbs_session)];
+    uint32_t len = 0;
+    int err = need_kbs(d);
+
+    if (err) {
+        return err;
+    }
+    if (!session) {
+        return COCA_E_INVAL;
+    }
+    put32(q, session);
+    put32(q + 4, 0);
+    err = coca_call(d, COCA_CH_AUTO, COCA_OP_KBS_CLOSE, q, sizeof(q), 0, 0,
+                    &len);
+    if (err == COCA_E_TOOBIG && d->last_status == COCA_STATUS_OK) {
+        dlog(d, "coco-attest: KBS_CLOSE response has a payload");
+        return COCA_E_PROTO;
+    }
+    return err;
+}
+
+int coca_kbs_forward(struct coca_dev *d, uint32_t session, uint16_t method,
+                     const char *path, const char *ctype,
+                     const void *body, uint32_t body_len,
+                     uint8_t *buf, uint32_t cap,
+                     struct coca_kbs_reply *reply)
+{
+    const uint32_t qh = sizeof(struct coca_kbs_forward_req);
+    const uint32_t rh = sizeof(struct coca_kbs_forward_resp);
+    int32_t pl, cl = 0;
+    uint32_t len = 0, status, rcl, rbl;
+    uint64_t timeout, total;
+    int err = need_kbs(d);
+
+    if (err) {
+        return err;
+    }
+    if (!reply || !buf || !path || !session || (body_len && !body)) {
+        return COCA_E_INVAL;
+    }
+    mem_zero(reply, sizeof(*reply));
+    pl = str_len(path, COCA_KBS_PATH_MAX);
+    if (ctype) {
+        cl = str_len(ctype, COCA_KBS_CTYPE_MAX);
+    }
+    if (pl < 1 || cl < 0 || !printable((const uint8_t *)path, pl, 0) ||
+        !printable((const uint8_t *)ctype, cl, 1)) {
+        return COCA_E_INVAL;
+    }
+    if (method == COCA_KBS_GET ? cl != 0 || body_len != 0
+                               : method != COCA_KBS_POST || cl == 0) {
+        return COCA_E_INVAL;
+    }
+    total = (uint64_t)qh + (uint32_t)pl + (uint32_t)cl + body_len;
+    if (total > cap) {
+        reply->needed = total > 0xffffffffu ? 0xffffffffu : (uint32_t)total;
+        return COCA_E_TOOBIG;
+    }
+    /* the host waits up to timeout_ms for the KBS: learn it first */
+    if (!d->kbs_configured) {
+        struct coca_kbs_config cfg;
+
+        err = coca_kbs_config(d, &cfg);
+        if (err) {
+            return err;
+        }
+    }
+    timeout = (uint64_t)d->kbs_timeout_ms * 1000 + COCA_KBS_TIMEOUT_MARGIN_US;
+    if (timeout < d->timeout_us) {
+        timeout = d->timeout_us;
+    }
+
+    put32(buf, session);
+    put16(buf + 4, method);
+    put16(buf + 6, (uint16_t)pl);
+    put16(buf + 8, (uint16_t)cl);
+    put16(buf + 10, 0);
+    put32(buf + 12, body_len);
+    mem_copy(buf + qh, path, (uint32_t)pl);
+    mem_copy(buf + qh + pl, ctype, (uint32_t)cl);
+    mem_copy(buf + qh + pl + cl, body, body_len);
+    err = call_wait(d, COCA_CH_AUTO, COCA_OP_KBS_FORWARD, buf,
+                    (uint32_t)total, buf, cap, &len, timeout, 1);
+    if (err == COCA_E_TOOBIG) {
+        reply->needed = len;
+    }
+    if (err) {
+        return err;
+    }
+    /* len <= cap: coca_call() checked it */
+    if (len < rh) {
+        dlog(d, "coco-attest: KBS_FORWARD response too short");
+        return COCA_E_PROTO;
+    }
+    status = get16(buf);
+    rcl = get16(buf + 2);
+    rbl = get32(buf + 4);
+    if (status < 100 || status > 599) {
+        dlog(d, "coco-attest: KBS_FORWARD: HTTP status out of range");
+        return COCA_E_PROTO;
+    }
+    if (rcl > COCA_KBS_CTYPE_MAX || rcl > len - rh ||
+        rbl != len - rh - rcl) {
+        dlog(d, "coco-attest: KBS_FORWARD response lengths do not add up");
+        return COCA_E_PROTO;
+    }
+    if (!printable(buf + rh, rcl, 1)) {
+        dlog(d, "coco-attest: KBS_FORWARD content type not printable");
+        return COCA_E_PROTO;
+    }
+    reply->http_status = status;
+    mem_copy(reply->ctype, buf + rh, rcl);
+    reply->ctype[rcl] = 0;
+    /* forward copy: the body moves down */
+    mem_copy(buf, buf + rh + rcl, rbl);
+    reply->body_len = rbl;
+    return 0;
+}
+
 int coca_irq_enable(struct coca_dev *d, int on)
 {
     if (!d || !d->ops) {
@@ -958,7 +1220,8 @@ const char *coca_status_name(uint32_t status)
         "NOT_NEGOTIATED", "NO_SPACE", "TOO_LARGE", "BAD_BUFFER", "VERSION",
         "FEATURE", "INTERNAL", "NOT_PROVISIONED", "RATE_LIMITED",
         "BAD_SIGNATURE", "UNSUPPORTED_KEY", "EXPIRED", "EK_MISMATCH",
-        "NONCE",
+        "NONCE", "KBS_UNREACHABLE", "KBS_TIMEOUT", "KBS_TLS",
+        "KBS_TOO_LARGE", "KBS_PATH", "NO_SESSION", "BUSY", "KBS_PROTOCOL",
     };
 
     if (status < sizeof(names) / sizeof(names[0])) {

@@ -49,6 +49,27 @@ enum lie {
     LIE_ID_OVERRUN,
     LIE_ID_MISSING,
     LIE_ID_NUL,
+    LIE_KBS_CFG_SHORT,
+    LIE_KBS_CFG_LONG,
+    LIE_KBS_CFG_PROTO_NUL,
+    LIE_KBS_CFG_URL_NUL,
+    LIE_KBS_CFG_RESERVED,
+    LIE_KBS_SESSION_0,
+    LIE_KBS_SESSION_RESERVED,
+    LIE_KBS_OPEN_SHORT,
+    LIE_KBS_OPEN_BUSY,
+    LIE_KBS_CLOSE_PAYLOAD,
+    LIE_KBS_HTTP_99,
+    LIE_KBS_HTTP_600,
+    LIE_KBS_HTTP_0,
+    LIE_KBS_LEN_PLUS,
+    LIE_KBS_LEN_MINUS,
+    LIE_KBS_BODY_HUGE,
+    LIE_KBS_CTYPE_LONG,
+    LIE_KBS_CTYPE_NUL,
+    LIE_KBS_CTYPE_CTRL,
+    LIE_KBS_RESP_SHORT,
+    LIE_KBS_STATUS_TIMEOUT,
 };
 
 #define BASE        COCA_DEFAULT_IOBASE
@@ -76,6 +97,17 @@ struct fake {
     /* time */
     uint64_t now;
     int mb_calls;
+    /* polls before a request completes (0: at once) */
+    uint32_t delay;
+    /* KBS */
+    uint32_t kbs_timeout_ms;
+    uint32_t kbs_resp_body;     /* forward answer: this many bytes, or echo */
+    uint16_t kbs_http;
+    int kbs_config_calls, kbs_forward_calls;
+    uint8_t fwd[BUF_LEN];       /* the last KBS_FORWARD request payload */
+    uint32_t fwd_len, fwd_flags;
+    uint16_t ops_seen[8];       /* commands served (not NEGOTIATE, ECHO) */
+    int nops;
 };
 
 static struct fake F;
@@ -150,6 +182,150 @@ static uint32_t serve(const uint8_t *h, const uint8_t *req, uint8_t *resp,
             resp[8] ^= 0x80;
         } else if (F.lie == LIE_ECHO_LEN) {
             *len = req_len - 1;
+        }
+        return COCA_STATUS_OK;
+    }
+    if (F.nops < 8) {
+        F.ops_seen[F.nops++] = op;
+    }
+    if (op == COCA_OP_KBS_CONFIG) {
+        static const char url[] = "http://10.0.2.2:8080";
+
+        F.kbs_config_calls++;
+        memset(resp, 0, 296);
+        strcpy((char *)resp, "0.4.0");
+        strcpy((char *)resp + 16, url);
+        le32(resp + 272, 4);
+        le32(resp + 276, 300);
+        le32(resp + 280, 65536);
+        le32(resp + 284, 65536);
+        le32(resp + 288, F.kbs_timeout_ms);
+        *len = 296;
+        switch (F.lie) {
+        case LIE_KBS_CFG_SHORT:
+            *len = 292;
+            break;
+        case LIE_KBS_CFG_LONG:
+            *len = 300;
+            break;
+        case LIE_KBS_CFG_PROTO_NUL:
+            memset(resp, 'p', 16);
+            break;
+        case LIE_KBS_CFG_URL_NUL:
+            memset(resp + 16, 'u', 256);
+            break;
+        case LIE_KBS_CFG_RESERVED:
+            le32(resp + 292, 1);
+            break;
+        default:
+            break;
+        }
+        return COCA_STATUS_OK;
+    }
+    if (op == COCA_OP_KBS_OPEN) {
+        if (F.lie == LIE_KBS_OPEN_BUSY) {
+            return COCA_STATUS_BUSY;
+        }
+        le32(resp, F.lie == LIE_KBS_SESSION_0 ? 0 : 7);
+        le32(resp + 4, F.lie == LIE_KBS_SESSION_RESERVED ? 1 : 0);
+        *len = F.lie == LIE_KBS_OPEN_SHORT ? 4 : 8;
+        return COCA_STATUS_OK;
+    }
+    if (op == COCA_OP_KBS_CLOSE) {
+        if (req_len != 8 || rd32(req + 4) != 0) {
+            return COCA_STATUS_INVALID;
+        }
+        if (rd32(req) != 7) {
+            return COCA_STATUS_NO_SESSION;
+        }
+        if (F.lie == LIE_KBS_CLOSE_PAYLOAD) {
+            le32(resp, 0);
+            *len = 4;
+        }
+        return COCA_STATUS_OK;
+    }
+    if (op == COCA_OP_KBS_FORWARD) {
+        static const char ct[] = "application/json";
+        uint32_t pl, cl, bl, rcl = sizeof(ct) - 1, rbl, i;
+        const uint8_t *rbody;
+
+        F.kbs_forward_calls++;
+        memcpy(F.fwd, req, req_len);
+        F.fwd_len = req_len;
+        F.fwd_flags = rd32(h + 8);
+        if (req_len < 16) {
+            return COCA_STATUS_INVALID;
+        }
+        pl = req[6] | req[7] << 8;
+        cl = req[8] | req[9] << 8;
+        bl = rd32(req + 12);
+        if (req_len != 16 + pl + cl + bl || req[10] || req[11]) {
+            return COCA_STATUS_INVALID;
+        }
+        if (rd32(req) != 7) {
+            return COCA_STATUS_NO_SESSION;
+        }
+        if (F.lie == LIE_KBS_STATUS_TIMEOUT) {
+            return COCA_STATUS_KBS_TIMEOUT;
+        }
+        rbody = req + 16 + pl + cl;
+        rbl = bl;
+        if (F.kbs_resp_body) {
+            rbl = F.kbs_resp_body;
+            for (i = 0; i < rbl; i++) {
+                resp[8 + rcl + i] = (uint8_t)(i * 7 + 3);
+            }
+        } else {
+            memcpy(resp + 8 + rcl, rbody, rbl);
+        }
+        memcpy(resp + 8, ct, rcl);
+        resp[0] = (uint8_t)F.kbs_http;
+        resp[1] = F.kbs_http >> 8;
+        resp[2] = rcl;
+        resp[3] = 0;
+        le32(resp + 4, rbl);
+        *len = 8 + rcl + rbl;
+        switch (F.lie) {
+        case LIE_KBS_HTTP_99:
+            resp[0] = 99;
+            resp[1] = 0;
+            break;
+        case LIE_KBS_HTTP_600:
+            resp[0] = 600 & 0xff;
+            resp[1] = 600 >> 8;
+            break;
+        case LIE_KBS_HTTP_0:
+            resp[0] = resp[1] = 0;
+            break;
+        case LIE_KBS_LEN_PLUS:
+            resp[*len] = 0;
+            *len += 1;
+            break;
+        case LIE_KBS_LEN_MINUS:
+            *len -= 1;
+            break;
+        case LIE_KBS_BODY_HUGE:
+            le32(resp + 4, 0xffffffffu);
+            break;
+        case LIE_KBS_CTYPE_LONG:
+            /* 128 bytes of content type, the total still adds up */
+            memset(resp + 8, 'a', 128);
+            memset(resp + 8 + 128, 'b', 4);
+            resp[2] = 128;
+            le32(resp + 4, 4);
+            *len = 8 + 128 + 4;
+            break;
+        case LIE_KBS_CTYPE_NUL:
+            resp[8 + 4] = 0;
+            break;
+        case LIE_KBS_CTYPE_CTRL:
+            resp[8 + 4] = '\n';
+            break;
+        case LIE_KBS_RESP_SHORT:
+            *len = 6;
+            break;
+        default:
+            break;
         }
         return COCA_STATUS_OK;
     }
@@ -267,6 +443,10 @@ static void finish(int page)
         return;
     }
     if (F.lie == LIE_PENDING_3 && F.polls_left-- > 0) {
+        return;
+    }
+    if (F.delay) {
+        F.delay--;
         return;
     }
     F.busy = 0;
@@ -427,7 +607,7 @@ static uint64_t f_now(void *ctx)
 static void f_relax(void *ctx)
 {
     (void)ctx;
-    if (F.busy == 1 && F.lie == LIE_PENDING_3) {
+    if (F.busy == 1) {
         finish(1);
     }
 }
@@ -435,6 +615,13 @@ static void f_relax(void *ctx)
 static struct coca_ops ops_page = {
     .inl = f_inl, .outl = f_outl, .inb = f_inb, .outw = f_outw,
     .mb = f_mb, .now_us = f_now, .relax = f_relax,
+    .page_gpa = 0x100000, .buf_gpa = 0x200000, .buf_len = BUF_LEN,
+};
+
+/* no clock: the library counts polls */
+static struct coca_ops ops_page_noclock = {
+    .inl = f_inl, .outl = f_outl, .inb = f_inb, .outw = f_outw,
+    .mb = f_mb, .relax = f_relax,
     .page_gpa = 0x100000, .buf_gpa = 0x200000, .buf_len = BUF_LEN,
 };
 
@@ -470,8 +657,12 @@ static void reset_fake(enum lie lie)
     memset(&F, 0, sizeof(F));
     F.lie = lie;
     F.polls_left = 3;
+    F.kbs_timeout_ms = 2000;
+    F.kbs_http = 200;
     ops_page.page = F.page;
     ops_page.buf = F.buf;
+    ops_page_noclock.page = F.page;
+    ops_page_noclock.buf = F.buf;
 }
 
 /* A probed and negotiated device on the given channel, honest so far. */
@@ -552,6 +743,403 @@ static void probe_case(const char *name, enum lie lie, int want)
     reset_fake(lie);
     EXPECT(coca_probe(&d, &ops_page, 0) == want);
     report(name, ok);
+}
+
+/* ------------------------------------------------------------------ */
+/* KBS forwarding                                                      */
+/* ------------------------------------------------------------------ */
+
+#define KBS_CAP     1024
+#define CANARY      64
+
+static uint8_t kbs_buf[BUF_LEN + CANARY];
+
+static int canary_intact(uint32_t cap)
+{
+    uint32_t i;
+
+    for (i = cap; i < cap + CANARY; i++) {
+        if (kbs_buf[i] != 0xa5) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* POST body through a canary-guarded buffer of cap bytes */
+static int kbs_post(struct coca_dev *d, const char *body, uint32_t cap,
+                    struct coca_kbs_reply *r)
+{
+    memset(kbs_buf, 0xa5, sizeof(kbs_buf));
+    return coca_kbs_forward(d, 7, COCA_KBS_POST, "/kbs/v0/auth",
+                            "application/json", body, strlen(body),
+                            kbs_buf, cap, r);
+}
+
+static void kbs_config_case(const char *name, enum lie lie, int want)
+{
+    struct coca_dev d;
+    struct coca_kbs_config c;
+    int ok = 1, err;
+
+    EXPECT(ready(&d, &ops_page, lie) == 0);
+    memset(&c, 0x5a, sizeof(c));
+    err = coca_kbs_config(&d, &c);
+    if (err != want) {
+        printf("# got %d (%s), want %d\n", err, coca_strerror(err), want);
+    }
+    EXPECT(err == want);
+    if (!want) {
+        EXPECT(!strcmp(c.protocol, COCA_KBS_PROTOCOL));
+        EXPECT(!strcmp(c.url, "http://10.0.2.2:8080"));
+        EXPECT(c.max_sessions == 4 && c.session_timeout == 300 &&
+               c.max_body == 65536 && c.max_response == 65536 &&
+               c.timeout_ms == 2000 && c.reserved == 0);
+        EXPECT(d.kbs_configured && d.kbs_timeout_ms == 2000);
+    } else {
+        EXPECT(!d.kbs_configured);
+    }
+    report(name, ok);
+}
+
+static void kbs_open_case(const char *name, enum lie lie, int want)
+{
+    struct coca_dev d;
+    uint32_t s = 99;
+    int ok = 1;
+
+    EXPECT(ready(&d, &ops_page, lie) == 0);
+    EXPECT(coca_kbs_open(&d, &s) == want);
+    EXPECT(want ? s == 0 : s == 7);
+    report(name, ok);
+}
+
+static void kbs_forward_case(const char *name, struct coca_ops *ops,
+                             enum lie lie, int want)
+{
+    struct coca_dev d;
+    struct coca_kbs_reply r;
+    int ok = 1, err;
+
+    EXPECT(ready(&d, ops, lie) == 0);
+    memset(&r, 0x5a, sizeof(r));
+    err = kbs_post(&d, "{\"a\":1}", KBS_CAP, &r);
+    if (err != want) {
+        printf("# got %d (%s), want %d\n", err, coca_strerror(err), want);
+    }
+    EXPECT(err == want);
+    EXPECT(canary_intact(KBS_CAP));
+    if (!want) {
+        EXPECT(r.http_status == 200 && r.body_len == 7 &&
+               !memcmp(kbs_buf, "{\"a\":1}", 7) &&
+               !strcmp(r.ctype, "application/json"));
+    }
+    /* usable again with an honest host */
+    F.lie = LIE_NONE;
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == 0 && r.body_len == 2);
+    report(name, ok);
+}
+
+static void kbs_tests(void)
+{
+    static const struct {
+        const char *name;
+        enum lie lie;
+        int want;
+    } fwd_lies[] = {
+        { "kbs-forward-http-99", LIE_KBS_HTTP_99, COCA_E_PROTO },
+        { "kbs-forward-http-600", LIE_KBS_HTTP_600, COCA_E_PROTO },
+        { "kbs-forward-http-0", LIE_KBS_HTTP_0, COCA_E_PROTO },
+        { "kbs-forward-trailing-byte", LIE_KBS_LEN_PLUS, COCA_E_PROTO },
+        { "kbs-forward-body-short", LIE_KBS_LEN_MINUS, COCA_E_PROTO },
+        { "kbs-forward-body-len-huge", LIE_KBS_BODY_HUGE, COCA_E_PROTO },
+        { "kbs-forward-ctype-too-long", LIE_KBS_CTYPE_LONG, COCA_E_PROTO },
+        { "kbs-forward-ctype-nul", LIE_KBS_CTYPE_NUL, COCA_E_PROTO },
+        { "kbs-forward-ctype-control", LIE_KBS_CTYPE_CTRL, COCA_E_PROTO },
+        { "kbs-forward-response-short", LIE_KBS_RESP_SHORT, COCA_E_PROTO },
+        { "kbs-forward-status-timeout", LIE_KBS_STATUS_TIMEOUT,
+          COCA_E_STATUS },
+        { "kbs-forward-wrong-seq", LIE_SEQ, COCA_E_PROTO },
+    };
+    struct coca_dev d;
+    struct coca_kbs_reply r;
+    uint32_t s, i;
+    int ok;
+
+    /* configuration */
+    kbs_config_case("kbs-config-honest", LIE_NONE, 0);
+    kbs_config_case("kbs-config-short", LIE_KBS_CFG_SHORT, COCA_E_PROTO);
+    kbs_config_case("kbs-config-long", LIE_KBS_CFG_LONG, COCA_E_PROTO);
+    kbs_config_case("kbs-config-protocol-no-nul", LIE_KBS_CFG_PROTO_NUL,
+                    COCA_E_PROTO);
+    kbs_config_case("kbs-config-url-no-nul", LIE_KBS_CFG_URL_NUL,
+                    COCA_E_PROTO);
+    kbs_config_case("kbs-config-reserved", LIE_KBS_CFG_RESERVED,
+                    COCA_E_PROTO);
+
+    /* sessions */
+    kbs_open_case("kbs-open-honest", LIE_NONE, 0);
+    kbs_open_case("kbs-open-session-0", LIE_KBS_SESSION_0, COCA_E_PROTO);
+    kbs_open_case("kbs-open-reserved", LIE_KBS_SESSION_RESERVED,
+                  COCA_E_PROTO);
+    kbs_open_case("kbs-open-short", LIE_KBS_OPEN_SHORT, COCA_E_PROTO);
+    kbs_open_case("kbs-open-busy", LIE_KBS_OPEN_BUSY, COCA_E_STATUS);
+
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_NONE) == 0);
+    EXPECT(coca_kbs_close(&d, 7) == 0);
+    EXPECT(coca_kbs_close(&d, 8) == COCA_E_STATUS &&
+           d.last_status == COCA_STATUS_NO_SESSION);
+    EXPECT(coca_kbs_close(&d, 0) == COCA_E_INVAL);
+    F.lie = LIE_KBS_CLOSE_PAYLOAD;
+    EXPECT(coca_kbs_close(&d, 7) == COCA_E_PROTO);
+    report("kbs-close", ok);
+
+    /* the forwarded request, byte for byte, and the answer */
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_NONE) == 0);
+    EXPECT(coca_kbs_open(&d, &s) == 0 && s == 7);
+    F.nops = 0;
+    memset(&r, 0x5a, sizeof(r));
+    EXPECT(kbs_post(&d, "{\"x\":\"y\"}", KBS_CAP, &r) == 0);
+    /* the host's timeout was learnt first */
+    EXPECT(F.nops == 2 && F.ops_seen[0] == COCA_OP_KBS_CONFIG &&
+           F.ops_seen[1] == COCA_OP_KBS_FORWARD);
+    EXPECT(F.fwd_len == 16 + 12 + 16 + 9);
+    EXPECT(rd32(F.fwd) == 7 && F.fwd[4] == COCA_KBS_POST && F.fwd[5] == 0 &&
+           F.fwd[6] == 12 && F.fwd[8] == 16 && rd32(F.fwd + 12) == 9 &&
+           !F.fwd[10] && !F.fwd[11]);
+    EXPECT(!memcmp(F.fwd + 16, "/kbs/v0/auth" "application/json"
+                   "{\"x\":\"y\"}", 12 + 16 + 9));
+    EXPECT(!(F.fwd_flags & COCA_FLAG_EXT_BUF));
+    EXPECT(r.http_status == 200 && r.body_len == 9 &&
+           !strcmp(r.ctype, "application/json") &&
+           !memcmp(kbs_buf, "{\"x\":\"y\"}", 9));
+    EXPECT(canary_intact(KBS_CAP));
+    /* a GET: no content type, no body */
+    F.nops = 0;
+    F.kbs_resp_body = 300;
+    F.kbs_http = 401;
+    memset(kbs_buf, 0xa5, sizeof(kbs_buf));
+    EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_GET, "/kbs/v0/resource/a/b/c",
+                            NULL, NULL, 0, kbs_buf, KBS_CAP, &r) == 0);
+    EXPECT(F.nops == 1);
+    EXPECT(F.fwd_len == 16 + 22 && F.fwd[4] == COCA_KBS_GET &&
+           F.fwd[6] == 22 && F.fwd[8] == 0 && rd32(F.fwd + 12) == 0 &&
+           !memcmp(F.fwd + 16, "/kbs/v0/resource/a/b/c", 22));
+    EXPECT(r.http_status == 401 && r.body_len == 300 &&
+           kbs_buf[299] == (uint8_t)(299 * 7 + 3));
+    EXPECT(canary_intact(KBS_CAP));
+    report("kbs-forward-request-layout", ok);
+
+    /* bodies larger than the page go through the external buffer */
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_NONE) == 0);
+    {
+        static uint8_t big[20000];
+
+        for (i = 0; i < sizeof(big); i++) {
+            big[i] = (uint8_t)(i * 5 + 1);
+        }
+        memset(kbs_buf, 0xa5, sizeof(kbs_buf));
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, "/kbs/v0/attest",
+                                "application/json", big, sizeof(big),
+                                kbs_buf, BUF_LEN, &r) == 0);
+        EXPECT(F.fwd_flags & COCA_FLAG_EXT_BUF);
+        EXPECT(F.fwd_len == 16 + 14 + 16 + sizeof(big) &&
+               !memcmp(F.fwd + 16 + 14 + 16, big, sizeof(big)));
+        EXPECT(r.body_len == sizeof(big) &&
+               !memcmp(kbs_buf, big, sizeof(big)));
+        EXPECT(canary_intact(BUF_LEN));
+        /* and through the port channel */
+        EXPECT(ready(&d, &ops_port, LIE_NONE) == 0);
+        memset(kbs_buf, 0xa5, sizeof(kbs_buf));
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, "/kbs/v0/attest",
+                                "application/json", big, 5001, kbs_buf,
+                                6000, &r) == 0);
+        EXPECT(r.body_len == 5001 && !memcmp(kbs_buf, big, 5001));
+        EXPECT(canary_intact(6000));
+    }
+    report("kbs-forward-large-bodies", ok);
+
+    /* the answer does not fit the caller's buffer */
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_NONE) == 0);
+    F.kbs_resp_body = 2000;
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == COCA_E_TOOBIG);
+    EXPECT(r.needed == 8 + 16 + 2000 && r.body_len == 0);
+    EXPECT(canary_intact(KBS_CAP));
+    EXPECT(ready(&d, &ops_port, LIE_NONE) == 0);
+    F.kbs_resp_body = 2000;
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == COCA_E_TOOBIG);
+    EXPECT(canary_intact(KBS_CAP));
+    F.kbs_resp_body = 0;
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == 0);
+    report("kbs-forward-body-larger-than-buffer", ok);
+
+    for (i = 0; i < sizeof(fwd_lies) / sizeof(fwd_lies[0]); i++) {
+        kbs_forward_case(fwd_lies[i].name, &ops_page, fwd_lies[i].lie,
+                         fwd_lies[i].want);
+    }
+    kbs_forward_case("kbs-forward-lengths-port", &ops_port, LIE_KBS_LEN_PLUS,
+                     COCA_E_PROTO);
+    kbs_forward_case("kbs-forward-http-port", &ops_port, LIE_KBS_HTTP_600,
+                     COCA_E_PROTO);
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_KBS_STATUS_TIMEOUT) == 0);
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == COCA_E_STATUS);
+    EXPECT(d.last_status == COCA_STATUS_KBS_TIMEOUT &&
+           !strcmp(coca_status_name(d.last_status), "KBS_TIMEOUT"));
+    report("kbs-forward-status-name", ok);
+    /* a configuration the library refuses stops the forward too */
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_KBS_CFG_URL_NUL) == 0);
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == COCA_E_PROTO);
+    EXPECT(F.kbs_forward_calls == 0);
+    report("kbs-forward-bad-config", ok);
+
+    /* caller mistakes never reach the host */
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_NONE) == 0);
+    {
+        char longpath[COCA_KBS_PATH_MAX + 2], longct[COCA_KBS_CTYPE_MAX + 2];
+
+        memset(longpath, 'p', sizeof(longpath) - 1);
+        longpath[0] = '/';
+        longpath[sizeof(longpath) - 1] = 0;
+        memset(longct, 'c', sizeof(longct) - 1);
+        longct[sizeof(longct) - 1] = 0;
+        EXPECT(coca_kbs_forward(&d, 0, COCA_KBS_POST, "/kbs/v0/auth", "a/b",
+                                "{}", 2, kbs_buf, KBS_CAP, &r) ==
+               COCA_E_INVAL);
+        EXPECT(coca_kbs_forward(&d, 7, 3, "/kbs/v0/auth", "a/b", "{}", 2,
+                                kbs_buf, KBS_CAP, &r) == COCA_E_INVAL);
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_GET, "/kbs/v0/auth", NULL,
+                                "{}", 2, kbs_buf, KBS_CAP, &r) ==
+               COCA_E_INVAL);
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_GET, "/kbs/v0/auth", "a/b",
+                                NULL, 0, kbs_buf, KBS_CAP, &r) ==
+               COCA_E_INVAL);
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, "/kbs/v0/auth", "",
+                                "{}", 2, kbs_buf, KBS_CAP, &r) ==
+               COCA_E_INVAL);
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, "", "a/b", "{}", 2,
+                                kbs_buf, KBS_CAP, &r) == COCA_E_INVAL);
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, "/a b", "a/b", "{}",
+                                2, kbs_buf, KBS_CAP, &r) == COCA_E_INVAL);
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, longpath, "a/b", "{}",
+                                2, kbs_buf, KBS_CAP, &r) == COCA_E_INVAL);
+        longpath[COCA_KBS_PATH_MAX] = 0;
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, longpath, longct,
+                                "{}", 2, kbs_buf, KBS_CAP, &r) ==
+               COCA_E_INVAL);
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, "/kbs/v0/auth",
+                                "a\nb", "{}", 2, kbs_buf, KBS_CAP, &r) ==
+               COCA_E_INVAL);
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, "/kbs/v0/auth", "a/b",
+                                NULL, 2, kbs_buf, KBS_CAP, &r) ==
+               COCA_E_INVAL);
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, "/kbs/v0/auth", "a/b",
+                                "{}", 2, kbs_buf, KBS_CAP, NULL) ==
+               COCA_E_INVAL);
+        /* the request must fit buf: 16 + 12 + 3 + 2 */
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, "/kbs/v0/auth", "a/b",
+                                "{}", 2, kbs_buf, 32, &r) == COCA_E_TOOBIG &&
+               r.needed == 33);
+        EXPECT(F.nops == 0);    /* nothing reached the host */
+        /* the longest path and content type do go through */
+        longct[COCA_KBS_CTYPE_MAX] = 0;
+        EXPECT(coca_kbs_forward(&d, 7, COCA_KBS_POST, longpath, longct,
+                                "{}", 2, kbs_buf, KBS_CAP, &r) == 0);
+    }
+    report("kbs-forward-caller-mistakes", ok);
+
+    ok = 1;
+    reset_fake(LIE_NONE);
+    EXPECT(coca_probe(&d, &ops_page, 0) == 0);
+    EXPECT(coca_kbs_open(&d, &s) == COCA_E_NOTREADY);
+    EXPECT(coca_negotiate(&d, COCA_FEAT_ALL & ~COCA_FEAT_KBS) == 0);
+    EXPECT(coca_kbs_open(&d, &s) == COCA_E_NOFEATURE);
+    EXPECT(coca_kbs_config(&d, &(struct coca_kbs_config){ .reserved = 0 })
+           == COCA_E_NOFEATURE);
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == COCA_E_NOFEATURE);
+    EXPECT(coca_kbs_close(&d, 7) == COCA_E_NOFEATURE);
+    report("kbs-needs-feature", ok);
+
+    /*
+     * Timeouts: the fake clock advances 1 ms per reading.  A forward
+     * waits for the host's timeout_ms plus the margin, well past the
+     * default 10 s that other calls get.
+     */
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_NONE) == 0);
+    F.kbs_timeout_ms = 30000;
+    EXPECT(coca_kbs_config(&d, &(struct coca_kbs_config){ .reserved = 0 })
+           == 0);
+    F.delay = 20000;            /* ~20 s */
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == 0 && r.body_len == 2);
+    F.delay = 20000;
+    {
+        int canary;
+
+        EXPECT(guarded_echo(&d, COCA_CH_PAGE, 10, 64, &canary) ==
+               COCA_E_TIMEOUT);
+    }
+    report("kbs-forward-waits-for-host-timeout", ok);
+
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_NONE) == 0);
+    F.kbs_timeout_ms = 30000;
+    EXPECT(coca_kbs_config(&d, &(struct coca_kbs_config){ .reserved = 0 })
+           == 0);
+    F.lie = LIE_NEVER;
+    F.now = 0;
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == COCA_E_TIMEOUT);
+    printf("# gave up after %llu ms\n", (unsigned long long)F.now / 1000);
+    EXPECT(F.now >= 35000000ull && F.now < 35100000ull);
+    report("kbs-forward-timeout-is-host-timeout-plus-margin", ok);
+
+    ok = 1;
+    EXPECT(ready(&d, &ops_page, LIE_NONE) == 0);
+    F.kbs_timeout_ms = 100;     /* never less than d->timeout_us */
+    F.lie = LIE_NEVER;
+    F.now = 0;
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == COCA_E_TIMEOUT);
+    EXPECT(F.now >= 10000000ull && F.now < 10100000ull);
+    report("kbs-forward-timeout-at-least-default", ok);
+
+    /* without a clock, a forward waits as long as the host takes */
+    ok = 1;
+    reset_fake(LIE_NONE);
+    EXPECT(coca_probe(&d, &ops_page_noclock, 0) == 0 &&
+           coca_negotiate(&d, COCA_FEAT_ALL) == 0);
+    d.poll_limit = 50;
+    EXPECT(coca_kbs_config(&d, &(struct coca_kbs_config){ .reserved = 0 })
+           == 0);
+    F.delay = 5000;
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == 0 && r.body_len == 2);
+    F.delay = 5000;
+    {
+        int canary;
+
+        EXPECT(guarded_echo(&d, COCA_CH_PAGE, 10, 64, &canary) ==
+               COCA_E_TIMEOUT);
+    }
+    report("kbs-forward-no-clock-no-limit", ok);
+
+    ok = 1;
+    for (s = COCA_STATUS_KBS_UNREACHABLE; s <= COCA_STATUS_KBS_PROTOCOL;
+         s++) {
+        static const char *const want[] = {
+            "KBS_UNREACHABLE", "KBS_TIMEOUT", "KBS_TLS", "KBS_TOO_LARGE",
+            "KBS_PATH", "NO_SESSION", "BUSY", "KBS_PROTOCOL",
+        };
+
+        EXPECT(!strcmp(coca_status_name(s),
+                       want[s - COCA_STATUS_KBS_UNREACHABLE]));
+    }
+    EXPECT(!strcmp(coca_status_name(28), "UNKNOWN"));
+    report("kbs-status-names", ok);
 }
 
 int main(void)
@@ -744,6 +1332,8 @@ int main(void)
         EXPECT(coca_cert_list_get(l, 21, 0, &der, &dl) == COCA_E_PROTO);
         report("cert-list-bounds", ok);
     }
+
+    kbs_tests();
 
     printf("1..%d\n", passed + failed);
     printf("# %d passed, %d failed\n", passed, failed);

@@ -103,6 +103,9 @@ struct coca_dev {
     uint8_t cur_ext;
     uint32_t last_status;           /* host status of the last response */
     uint32_t last_result;           /* COCA_RES_* of a refused command */
+    /* KBS forwarding: the host's per-request timeout (KBS_CONFIG) */
+    uint32_t kbs_timeout_ms;
+    uint8_t kbs_configured;         /* kbs_timeout_ms is known */
 };
 
 /* fw_cfg discovery: fills *info from the "etc/coco-attest" file. */
@@ -186,6 +189,59 @@ int coca_certify_ak(struct coca_dev *d, uint32_t format,
  */
 int coca_cert_list_get(const uint8_t *list, uint32_t len, uint32_t index,
                        const uint8_t **der, uint32_t *der_len);
+
+/*
+ * KBS forwarding (needs COCA_FEAT_KBS).  The host relays HTTP requests to
+ * one Trustee KBS; the guest builds every message and decrypts the secret
+ * itself (see docs/guest-library.md).
+ *
+ * coca_kbs_config() reads the host's KBS configuration: strings are
+ * NUL-terminated, reserved is zero, or COCA_E_PROTO.  It also records the
+ * host's timeout_ms in the coca_dev for coca_kbs_forward().
+ *
+ * coca_kbs_open() opens a session (never 0); coca_kbs_close() ends it.
+ */
+int coca_kbs_config(struct coca_dev *d, struct coca_kbs_config *out);
+int coca_kbs_open(struct coca_dev *d, uint32_t *session);
+int coca_kbs_close(struct coca_dev *d, uint32_t session);
+
+/* What the KBS answered (coca_kbs_forward()) */
+struct coca_kbs_reply {
+    uint32_t http_status;                   /* 100..599 */
+    uint32_t body_len;                      /* body bytes, at buf[0] */
+    uint32_t needed;                        /* COCA_E_TOOBIG: cap needed */
+    char ctype[COCA_KBS_CTYPE_MAX + 1];     /* NUL-terminated, "" if none */
+};
+
+/*
+ * Margin added to the host's timeout_ms for coca_kbs_forward(): the host
+ * answers COCA_STATUS_KBS_TIMEOUT itself once timeout_ms has passed.
+ */
+#define COCA_KBS_TIMEOUT_MARGIN_US  (5ull * 1000 * 1000)
+
+/*
+ * Forward one HTTP request to the KBS.  method is COCA_KBS_GET (ctype
+ * NULL or "", no body) or COCA_KBS_POST (ctype printable ASCII); path
+ * (1..COCA_KBS_PATH_MAX bytes) and ctype (up to COCA_KBS_CTYPE_MAX) are
+ * NUL-terminated.  The request is built in buf, so cap must hold
+ * 16 + path + ctype + body bytes (body must not overlap buf); the
+ * response body lands at buf[0] (reply->body_len bytes) and cap must
+ * hold 8 + its content type + body, else COCA_E_TOOBIG with
+ * reply->needed set.  Any HTTP status is a success of the call: check
+ * reply->http_status.  Host statuses (COCA_STATUS_KBS_*, NO_SESSION ...)
+ * are COCA_E_STATUS with d->last_status.
+ *
+ * The host completes forwarding asynchronously and may take up to its
+ * timeout_ms (KBS_CONFIG), so this call waits for
+ * max(d->timeout_us, timeout_ms + COCA_KBS_TIMEOUT_MARGIN_US) with a
+ * clock, and without a limit when ops->now_us is NULL.  It reads the
+ * configuration first if coca_kbs_config() was not called on d.
+ */
+int coca_kbs_forward(struct coca_dev *d, uint32_t session, uint16_t method,
+                     const char *path, const char *ctype,
+                     const void *body, uint32_t body_len,
+                     uint8_t *buf, uint32_t cap,
+                     struct coca_kbs_reply *reply);
 
 /* Ask for the completion interrupt (needs COCA_FEAT_IRQ). */
 int coca_irq_enable(struct coca_dev *d, int on);
