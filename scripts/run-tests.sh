@@ -112,6 +112,28 @@ suite_qtest() {
         qtest-x86_64/qom-test
 }
 
+# The test KBS (HTTP and HTTPS) for the device's KBS forwarding: its
+# self-test, the KBS qtests and the Linux guest end to end.
+suite_kbs() {
+    local vmlinux
+    vmlinux=$(bash "$TOP/scripts/fetch-kernel.sh") || {
+        echo "  kbs: could not fetch the test kernel"
+        failed=$((failed + 1))
+        return
+    }
+    . "$TOP/tests/kbs/kbs-env.sh"
+    if ! kbs_env_start "$TOP/build/kbs-test"; then
+        echo "  kbs: the test KBS did not start"
+        failed=$((failed + 1))
+        return
+    fi
+    meson_suite kbs-qtest "$QBUILD" qtest-x86_64/coco-attest-test \
+        --test-args '-p /x86_64/coco-attest/kbs'
+    COCA_QEMU=$TOP/build/qemu-system-x86_64 COCA_VMLINUX=$vmlinux \
+        meson_suite kbs "$TOP/build/project" --suite kbs
+    kbs_env_stop
+}
+
 suite_patches() {
     local log=$LOGDIR/patches.log
     log "suite patches: export, git am on upstream $QEMU_VERSION, checkpatch"

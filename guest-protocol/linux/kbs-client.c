@@ -846,6 +846,9 @@ struct kbs {
     double baseline, pending_rate;
     uint64_t longest_us;
     int measured;
+    /* time each forward took, as the guest sees it (auth, attest, ...) */
+    uint64_t fwd_us[3];
+    unsigned nfwd;
 };
 
 /* A failed library call, in one line */
@@ -908,6 +911,9 @@ static int forward(struct kbs *k, uint16_t method, const char *path,
                            k->buf, k->cap, &k->r);
     dt = now_us() - t0;
     prog.active = 0;
+    if (k->nfwd < sizeof(k->fwd_us) / sizeof(k->fwd_us[0])) {
+        k->fwd_us[k->nfwd++] = dt;
+    }
     if (k->progress && dt > k->longest_us) {
         k->longest_us = dt;
         k->pending_rate = dt ? (double)prog.units * 1e6 / (double)dt : 0;
@@ -1204,6 +1210,13 @@ int kbs_cmd_get(struct coca_dev *d, const struct kbs_get_opts *o)
     if (err) {
         /* the secret, if any, is not affected */
         device_error(rc ? "close" : "close (ignored)", err, d, 0);
+    }
+    if (!rc && k.nfwd == 3) {
+        /* the exchange itself, without the guest's own crypto */
+        fprintf(stderr, "kbs: forward_us auth=%" PRIu64 " attest=%" PRIu64
+                " resource=%" PRIu64 " total=%" PRIu64 "\n", k.fwd_us[0],
+                k.fwd_us[1], k.fwd_us[2],
+                k.fwd_us[0] + k.fwd_us[1] + k.fwd_us[2]);
     }
     if (k.measured) {
         fprintf(stderr, "kbs: progress baseline=%.0f pending=%.0f ratio=%.2f "
