@@ -50,7 +50,7 @@ demo)
         --zone europe-west4-a --instance-name demo-vm \
         --instance-id 6d1f0a52-8b1c-4a77-9d0e-3f0b6e8c2a11 > /dev/null
     python3 "$TOP/scripts/demo.py" --vmlinux "$vmlinux" \
-        --instance-dir "$D/instance" "$@"
+        --instance-dir "$D/instance" --kbs "$@"
     ;;
 test)
     suites=("$@")

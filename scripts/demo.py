@@ -4,10 +4,14 @@
 # coco-attest main job: boot a Linux guest (Debian's cloud kernel, PVH)
 # on the project's QEMU with -device coco-attest, let the in-guest tool
 # coco-attest-guest probe, negotiate and exchange objects over both
-# channels, then show what the guest saw and what QEMU reports through
-# QMP.  A machine-readable copy goes to build/demo/result.json.
+# channels, obtain its platform identity and certificates (with
+# --instance-dir) and a secret from a Key Broker Service (with --kbs: the
+# project's test KBS, started here on loopback), then show what the guest
+# saw and what QEMU reports through QMP.  A machine-readable copy goes to
+# build/demo/result.json.
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -51,6 +55,52 @@ class QMP:
                 raise RuntimeError(f"{cmd}: {r['error']['desc']}")
 
 
+KBS_RESOURCE = "default/demo/secret"
+KBS_PROTOCOL = "0.4.0"
+
+
+def start_kbs(tmp, out_dir):
+    """The test KBS on loopback, holding a fresh secret."""
+    secret = os.path.join(tmp, "kbs-secret")
+    with open(secret, "w") as f:
+        f.write("demo-secret-" + os.urandom(16).hex())
+    port_file = os.path.join(tmp, "kbs.port")
+    log = os.path.join(out_dir, "kbs-traffic.log")
+    if os.path.exists(log):
+        os.unlink(log)
+    proc = subprocess.Popen([sys.executable,
+                             os.path.join(TOP, "tests/kbs/kbs-server.py"),
+                             "--port-file", port_file, "--log", log,
+                             "--resource", f"{KBS_RESOURCE}={secret}"])
+    for _ in range(100):
+        if os.path.exists(port_file):
+            break
+        if proc.poll() is not None:
+            raise RuntimeError("the test KBS did not start")
+        time.sleep(0.1)
+    with open(port_file) as f:
+        port = int(f.read())
+    return {"proc": proc, "url": f"http://127.0.0.1:{port}",
+            "secret": secret, "log": log}
+
+
+def check_kbs(kbs, console, result):
+    """Did the guest get the KBS's secret, and did the host never see it?"""
+    with open(kbs["secret"], "rb") as f:
+        secret = f.read()
+    g = result.get("guest", {}).get("kbs-secret", {})
+    seen = False
+    for path in (console, kbs["log"]):
+        with open(path, "rb") as f:
+            seen = seen or secret in f.read()
+    result["kbs"] = {
+        "url": kbs["url"], "resource": KBS_RESOURCE,
+        "guest-sha256": g.get("sha256"), "guest-bytes": g.get("bytes"),
+        "match": g.get("sha256") == hashlib.sha256(secret).hexdigest(),
+        "host-saw-secret": seen,
+    }
+
+
 def parse_guest(console, out_dir):
     """What the guest printed, as data; certificates saved as PEM files."""
     out = {"steps": [], "echo": [], "certificates": {}, "files": []}
@@ -92,6 +142,14 @@ def parse_guest(console, out_dir):
         elif line.startswith("echo ok "):
             out["echo"].append(dict(kv.split("=", 1)
                                     for kv in line.split()[2:]))
+        elif line.startswith("kbs secret sha256="):
+            m = re.match(r"kbs secret sha256=([0-9a-f]{64}) \((\d+) bytes",
+                         line)
+            if m:
+                out["kbs-secret"] = {"sha256": m.group(1),
+                                     "bytes": int(m.group(2))}
+        elif re.match(r"kbs: (auth|attest|resource) ", line):
+            out.setdefault("kbs", []).append(line[5:])
         elif line.startswith("coco-attest Linux guest: P") or \
                 line.startswith("coco-attest Linux guest: F"):
             out["verdict"] = line.split(": ", 1)[1]
@@ -109,6 +167,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(TOP, "build", "demo"))
     ap.add_argument("--instance-dir",
                     help="provisioned instance: adds -object coco-attest-ca")
+    ap.add_argument("--kbs", action="store_true",
+                    help="start the test KBS with a fresh secret and add "
+                         "-object coco-attest-kbs")
     args = ap.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -124,6 +185,11 @@ def main():
                    f"coco-attest-ca,id=ca0,dir={args.instance_dir}"]
         device += ",ca=ca0"
         extra = " coca.ca"
+    kbs = start_kbs(tmp, args.out) if args.kbs else None
+    if kbs:
+        objects += ["-object", f"coco-attest-kbs,id=kbs0,url={kbs['url']}"]
+        device += ",kbs=kbs0"
+        extra += f" coca.kbs={KBS_RESOURCE}"
     subprocess.run([os.path.join(TOP, "tests/guest/mk-initramfs.sh"), initrd,
                     os.path.join(PROJECT, "linux-test-init"),
                     os.path.join(PROJECT, "coco-attest-guest")] + root,
@@ -163,6 +229,10 @@ def main():
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if kbs:
+            kbs["proc"].terminate()
+            kbs["proc"].wait(timeout=10)
+            check_kbs(kbs, console, result)
         shutil.rmtree(tmp, ignore_errors=True)
 
     with open(os.path.join(args.out, "result.json"), "w") as f:
@@ -221,11 +291,20 @@ def main():
         print(f"  artifacts               {args.out}/: root.crt, chain.pem, "
               f"identity.conf, " +
               ", ".join(os.path.basename(f) for f in g["files"]))
+    if kbs:
+        k = result["kbs"]
+        print(f"  KBS (Trustee {KBS_PROTOCOL})     {kbs['url']}: "
+              + ", ".join(g.get("kbs", [])))
+        print(f"  KBS secret (guest)      {k.get('guest-bytes')} bytes, "
+              f"sha256 {k.get('guest-sha256', 'none')[:16]}...: "
+              f"{'the KBS resource ' + KBS_RESOURCE if k['match'] else 'MISMATCH'}")
+        print(f"  host saw the secret     "
+              f"{'no (only its JWE was forwarded)' if not k['host-saw-secret'] else 'YES'}")
     if q:
         print(f"  QMP query-coco-attest   negotiated={q['negotiated']} "
               f"version={q['version']} features=0x{q['negotiated-features']:x}"
               f" channel={q['channel']} requests={q['requests']} "
-              f"errors={q['errors']}")
+              f"errors={q['errors']} kbs-requests={q['kbs-requests']}")
     print(f"  guest verdict           {g.get('verdict', 'none')}")
     print(f"  console log             {console}")
     print(f"  machine-readable copy   {os.path.join(args.out, 'result.json')}")
@@ -234,7 +313,9 @@ def main():
         f.write("\n")
     ok = g.get("verdict", "").startswith("PASS") and \
         all(s["result"] == "PASS" for s in g["steps"]) and \
-        all(result.get("host-verify", {}).values())
+        all(result.get("host-verify", {}).values()) and \
+        (not kbs or (result["kbs"]["match"] and
+                     not result["kbs"]["host-saw-secret"]))
     return 0 if ok else 1
 
 
