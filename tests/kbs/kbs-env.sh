@@ -9,8 +9,10 @@
 #   kbs_env_start DIR    start both, export COCA_KBS_* (see below)
 #   kbs_env_stop         stop them (by PID)
 #
-# Exports COCA_KBS_URL, COCA_KBS_TLS_URL, COCA_KBS_CONTROL, COCA_KBS_LOG,
-# COCA_KBS_TLS_DIR, COCA_KBS_BAD_TLS_DIR, COCA_KBS_SECRET (the secret of
+# Exports COCA_KBS_URL, COCA_KBS_TLS_URL, COCA_KBS_MTLS_URL (an instance
+# that requires a client certificate), COCA_KBS_CONTROL, COCA_KBS_LOG,
+# COCA_KBS_TLS_DIR, COCA_KBS_CLIENT_TLS_DIR (the same CA plus a client
+# certificate), COCA_KBS_BAD_TLS_DIR, COCA_KBS_SECRET (the secret of
 # resource default/test/secret) and COCA_KBS_SECRET_SHA256.
 
 KBS_PIDS=
@@ -34,6 +36,20 @@ kbs_tls_material() {   # kbs_tls_material DIR NAME
         2> /dev/null
 }
 
+# a client certificate from the CA in DIR, laid out beside a copy of it
+kbs_client_material() {   # kbs_client_material CA-DIR OUT-DIR
+    mkdir -p "$2"
+    cp "$1/ca-cert.pem" "$2/"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$2/client-key.pem" -out "$2/client.csr" \
+        -subj "/CN=coco-attest test VMM" 2> /dev/null &&
+    openssl x509 -req -in "$2/client.csr" -CA "$1/ca-cert.pem" \
+        -CAkey "$1/ca-key.pem" -CAcreateserial -days 2 \
+        -out "$2/client-cert.pem" \
+        -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n') \
+        2> /dev/null
+}
+
 kbs_wait_port() {   # kbs_wait_port FILE PID
     for _ in $(seq 100); do
         [ -s "$1" ] && return 0
@@ -44,12 +60,13 @@ kbs_wait_port() {   # kbs_wait_port FILE PID
 }
 
 kbs_env_start() {
-    local d=$1 srv http_pid https_pid
+    local d=$1 srv http_pid https_pid mtls_pid
     srv=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kbs-server.py
     rm -rf "$d"
     mkdir -p "$d/resources"
     kbs_tls_material "$d/tls" kbs || return 1
     kbs_tls_material "$d/other-tls" other || return 1
+    kbs_client_material "$d/tls" "$d/client-tls" || return 1
     # a secret the host must never see in clear, and a bigger one
     head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/s3cr3t-/' \
         > "$d/resources/secret"
@@ -67,15 +84,24 @@ kbs_env_start() {
         --resource "default/test/secret=$d/resources/secret" \
         2> "$d/https.err" &
     https_pid=$!
-    KBS_PIDS="$http_pid $https_pid"
+    python3 "$srv" --port-file "$d/mtls.port" --control "$d/control" \
+        --tls-cert "$d/tls/server-cert.pem" --tls-key "$d/tls/server-key.pem" \
+        --client-ca "$d/tls/ca-cert.pem" \
+        --resource "default/test/secret=$d/resources/secret" \
+        2> "$d/mtls.err" &
+    mtls_pid=$!
+    KBS_PIDS="$http_pid $https_pid $mtls_pid"
     kbs_wait_port "$d/http.port" "$http_pid" &&
-        kbs_wait_port "$d/https.port" "$https_pid" || {
-        cat "$d/http.err" "$d/https.err" >&2
+        kbs_wait_port "$d/https.port" "$https_pid" &&
+        kbs_wait_port "$d/mtls.port" "$mtls_pid" || {
+        cat "$d/http.err" "$d/https.err" "$d/mtls.err" >&2
         kbs_env_stop
         return 1
     }
     export COCA_KBS_URL="http://127.0.0.1:$(cat "$d/http.port")"
     export COCA_KBS_TLS_URL="https://127.0.0.1:$(cat "$d/https.port")"
+    export COCA_KBS_MTLS_URL="https://127.0.0.1:$(cat "$d/mtls.port")"
+    export COCA_KBS_CLIENT_TLS_DIR=$d/client-tls
     export COCA_KBS_CONTROL=$d/control COCA_KBS_LOG=$d/http.log
     export COCA_KBS_TLS_LOG=$d/https.log
     export COCA_KBS_TLS_DIR=$d/tls COCA_KBS_BAD_TLS_DIR=$d/other-tls

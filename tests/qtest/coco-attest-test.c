@@ -2999,15 +2999,17 @@ static void test_kbs_tls(void)
     const char *url = kbs_env("COCA_KBS_TLS_URL");
     const char *good = g_getenv("COCA_KBS_TLS_DIR");
     const char *bad = g_getenv("COCA_KBS_BAD_TLS_DIR");
+    const char *mtls = g_getenv("COCA_KBS_MTLS_URL");
+    const char *client = g_getenv("COCA_KBS_CLIENT_TLS_DIR");
     g_autofree char *creds = NULL;
-    uint32_t s;
+    uint32_t s, status;
     KbsReply r;
     Coca *c;
 
     if (!url) {
         return;
     }
-    g_assert(good && bad);
+    g_assert(good && bad && mtls && client);
     kbs_faults(NULL);
     creds = g_strdup_printf("-object tls-creds-x509,id=tls0,dir=%s,"
                             "endpoint=client", good);
@@ -3025,6 +3027,27 @@ static void test_kbs_tls(void)
     g_assert_cmpuint(kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth",
                                  KBS_JSON, KBS_AUTH_BODY, &r), ==,
                      COCA_STATUS_KBS_TLS);
+    coca_stop(c);
+
+    /* a KBS that requires a client certificate: with and without one */
+    g_free(creds);
+    creds = g_strdup_printf("-object tls-creds-x509,id=tls0,dir=%s,"
+                            "endpoint=client", client);
+    c = kbs_ready(mtls, ",tls-creds=tls0", creds);
+    s = kbs_open(c, COCA_STATUS_OK);
+    kbs_auth_ok(c, s);
+    coca_stop(c);
+    g_free(creds);
+    creds = g_strdup_printf("-object tls-creds-x509,id=tls0,dir=%s,"
+                            "endpoint=client", good);
+    c = kbs_ready(mtls, ",tls-creds=tls0", creds);
+    s = kbs_open(c, COCA_STATUS_OK);
+    status = kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth", KBS_JSON,
+                         KBS_AUTH_BODY, &r);
+    /* refused in the handshake, or as the connection right after it */
+    g_assert_true(status == COCA_STATUS_KBS_TLS ||
+                  status == COCA_STATUS_KBS_UNREACHABLE);
+    kbs_reply_clear(&r);
     coca_stop(c);
 }
 
