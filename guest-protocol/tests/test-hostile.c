@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "coco-attest/guest.h"
+#include "tap.h"
 
 enum lie {
     LIE_NONE,
@@ -632,25 +633,6 @@ static struct coca_ops ops_port = {
 
 /* ------------------------------------------------------------------ */
 
-static int passed, failed;
-
-#define EXPECT(cond)                                                      \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            printf("# %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
-            ok = 0;                                                       \
-        }                                                                 \
-    } while (0)
-
-static void report(const char *name, int ok)
-{
-    printf("%s %s\n", ok ? "ok" : "not ok", name);
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-    }
-}
 
 static void reset_fake(enum lie lie)
 {
@@ -1335,7 +1317,5 @@ int main(void)
 
     kbs_tests();
 
-    printf("1..%d\n", passed + failed);
-    printf("# %d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return tap_end();
 }

@@ -34,6 +34,7 @@
 #include <openssl/rand.h>
 
 #include "kbs-client.h"
+#include "tap.h"
 
 /* ------------------------------------------------------------------ */
 /* Vectors (python3-cryptography, generated once)                      */
@@ -169,26 +170,6 @@ static const char jwe_p521[] =
 
 /* ------------------------------------------------------------------ */
 
-static int passed, failed;
-
-#define EXPECT(cond)                                                      \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            printf("# %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
-            ok = 0;                                                       \
-        }                                                                 \
-    } while (0)
-
-static void report(const char *name, int ok)
-{
-    printf("%s %s\n", ok ? "ok" : "not ok", name);
-    fflush(stdout);
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-    }
-}
 
 static EVP_PKEY *load_key(const char *pem)
 {
@@ -1329,7 +1310,8 @@ static void test_flow(void)
     /* the secret to stdout, or to a file */
     ok = 1;
     EXPECT(run_get(S_OK, &o, log, sizeof(log)) == 0);
-    EXPECT(strstr(log, "kbs: resource 200\n" SECRET));
+    EXPECT(strstr(log, "kbs: resource 200\nkbs: forward_us auth="));
+    EXPECT(strstr(log, " total=") && strstr(log, "\n" SECRET));
     report("flow-secret-to-stdout", ok);
     ok = 1;
     fd = mkstemp(path);
@@ -1395,7 +1377,5 @@ int main(void)
     test_jcs_escaping();
     test_jwe();
     test_flow();
-    printf("1..%d\n", passed + failed);
-    printf("# %d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return tap_end();
 }

@@ -2994,6 +2994,15 @@ static void test_kbs_faults(void)
     coca_stop(c);
 }
 
+/* A machine whose KBS is @url, verified with the tls-creds-x509 in @dir */
+static Coca *kbs_ready_tls(const char *url, const char *dir)
+{
+    g_autofree char *creds = g_strdup_printf(
+        "-object tls-creds-x509,id=tls0,dir=%s,endpoint=client", dir);
+
+    return kbs_ready(url, ",tls-creds=tls0", creds);
+}
+
 static void test_kbs_tls(void)
 {
     const char *url = kbs_env("COCA_KBS_TLS_URL");
@@ -3001,7 +3010,6 @@ static void test_kbs_tls(void)
     const char *bad = g_getenv("COCA_KBS_BAD_TLS_DIR");
     const char *mtls = g_getenv("COCA_KBS_MTLS_URL");
     const char *client = g_getenv("COCA_KBS_CLIENT_TLS_DIR");
-    g_autofree char *creds = NULL;
     uint32_t s, status;
     KbsReply r;
     Coca *c;
@@ -3011,18 +3019,12 @@ static void test_kbs_tls(void)
     }
     g_assert(good && bad && mtls && client);
     kbs_faults(NULL);
-    creds = g_strdup_printf("-object tls-creds-x509,id=tls0,dir=%s,"
-                            "endpoint=client", good);
-    c = kbs_ready(url, ",tls-creds=tls0", creds);
-    s = kbs_open(c, COCA_STATUS_OK);
-    kbs_auth_ok(c, s);
+    c = kbs_ready_tls(url, good);
+    kbs_auth_ok(c, kbs_open(c, COCA_STATUS_OK));
     coca_stop(c);
 
     /* a KBS whose certificate does not chain to the configured CA */
-    g_free(creds);
-    creds = g_strdup_printf("-object tls-creds-x509,id=tls0,dir=%s,"
-                            "endpoint=client", bad);
-    c = kbs_ready(url, ",tls-creds=tls0", creds);
+    c = kbs_ready_tls(url, bad);
     s = kbs_open(c, COCA_STATUS_OK);
     g_assert_cmpuint(kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth",
                                  KBS_JSON, KBS_AUTH_BODY, &r), ==,
@@ -3030,17 +3032,10 @@ static void test_kbs_tls(void)
     coca_stop(c);
 
     /* a KBS that requires a client certificate: with and without one */
-    g_free(creds);
-    creds = g_strdup_printf("-object tls-creds-x509,id=tls0,dir=%s,"
-                            "endpoint=client", client);
-    c = kbs_ready(mtls, ",tls-creds=tls0", creds);
-    s = kbs_open(c, COCA_STATUS_OK);
-    kbs_auth_ok(c, s);
+    c = kbs_ready_tls(mtls, client);
+    kbs_auth_ok(c, kbs_open(c, COCA_STATUS_OK));
     coca_stop(c);
-    g_free(creds);
-    creds = g_strdup_printf("-object tls-creds-x509,id=tls0,dir=%s,"
-                            "endpoint=client", good);
-    c = kbs_ready(mtls, ",tls-creds=tls0", creds);
+    c = kbs_ready_tls(mtls, good);
     s = kbs_open(c, COCA_STATUS_OK);
     status = kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth", KBS_JSON,
                          KBS_AUTH_BODY, &r);
