@@ -78,4 +78,16 @@ CocoAttestKbsResult coco_attest_kbs_forward(CocoAttestKbsSession *s,
                                             char **why);
 void coco_attest_kbs_reply_clear(CocoAttestKbsReply *reply);
 
+/*
+ * Migration: a session's cookies (Netscape cookie-file lines, as of its
+ * last completed request), and loading them into a fresh session on the
+ * destination.  The loaded text is validated: at most
+ * COCO_ATTEST_KBS_COOKIES_MAX bytes of printable ASCII, tabs and
+ * newlines.
+ */
+#define COCO_ATTEST_KBS_COOKIES_MAX 2048
+char *coco_attest_kbs_session_cookies(CocoAttestKbsSession *s);
+bool coco_attest_kbs_session_set_cookies(CocoAttestKbsSession *s,
+                                         const char *cookies, Error **errp);
+
 #endif

@@ -49,3 +49,14 @@ void coco_attest_kbs_reply_clear(CocoAttestKbsReply *reply)
 {
     g_assert_not_reached();
 }
+
+char *coco_attest_kbs_session_cookies(CocoAttestKbsSession *s)
+{
+    g_assert_not_reached();
+}
+
+bool coco_attest_kbs_session_set_cookies(CocoAttestKbsSession *s,
+                                         const char *cookies, Error **errp)
+{
+    g_assert_not_reached();
+}

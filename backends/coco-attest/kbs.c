@@ -27,6 +27,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/atomic.h"
+#include "qemu/thread.h"
 #include "qemu/units.h"
 #include "qom/object_interfaces.h"
 #include "crypto/tlscreds.h"
@@ -62,6 +63,13 @@ struct CocoAttestKbsSession {
     int refcnt;
     CocoAttestKbs *kbs;         /* referenced */
     CURL *curl;                 /* its connection and cookie jar */
+    /*
+     * The jar as Netscape cookie-file lines: a copy taken after each
+     * request, so that migration can read it while a request runs; and
+     * cookies to load into a new handle (from a migration stream).
+     */
+    QemuMutex lock;
+    char *cookies;
 };
 
 typedef struct KbsSink {
@@ -146,6 +154,7 @@ CocoAttestKbsSession *coco_attest_kbs_session_new(CocoAttestKbs *kbs)
 
     s->refcnt = 1;
     s->kbs = COCO_ATTEST_KBS(object_ref(OBJECT(kbs)));
+    qemu_mutex_init(&s->lock);
     trace_coco_attest_kbs_session_new(s);
     return s;
 }
@@ -165,8 +174,96 @@ void coco_attest_kbs_session_unref(CocoAttestKbsSession *s)
     if (s->curl) {
         curl_easy_cleanup(s->curl);     /* closes the connection */
     }
+    qemu_mutex_destroy(&s->lock);
+    g_free(s->cookies);
     object_unref(OBJECT(s->kbs));
     g_free(s);
+}
+
+/* A cookie-file line: printable ASCII and tabs, nothing else */
+static bool kbs_cookie_line_ok(const char *line)
+{
+    for (; *line; line++) {
+        if (*line != '\t' && (*line < 0x20 || *line > 0x7e)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+char *coco_attest_kbs_session_cookies(CocoAttestKbsSession *s)
+{
+    char *copy;
+
+    qemu_mutex_lock(&s->lock);
+    copy = g_strdup(s->cookies ? s->cookies : "");
+    qemu_mutex_unlock(&s->lock);
+    return copy;
+}
+
+bool coco_attest_kbs_session_set_cookies(CocoAttestKbsSession *s,
+                                         const char *cookies, Error **errp)
+{
+    g_auto(GStrv) lines = NULL;
+    size_t i;
+
+    if (strlen(cookies) > COCO_ATTEST_KBS_COOKIES_MAX) {
+        error_setg(errp, "KBS session cookies longer than %d bytes",
+                   COCO_ATTEST_KBS_COOKIES_MAX);
+        return false;
+    }
+    lines = g_strsplit(cookies, "\n", -1);
+    for (i = 0; lines[i]; i++) {
+        if (!kbs_cookie_line_ok(lines[i])) {
+            error_setg(errp, "malformed KBS session cookie");
+            return false;
+        }
+    }
+    qemu_mutex_lock(&s->lock);
+    assert(!s->curl);                   /* only for a fresh session */
+    g_free(s->cookies);
+    s->cookies = g_strdup(cookies);
+    qemu_mutex_unlock(&s->lock);
+    return true;
+}
+
+/* Worker side: load the session's cookies into its new handle */
+static void kbs_cookies_load(CocoAttestKbsSession *s)
+{
+    g_auto(GStrv) lines = NULL;
+    size_t i;
+
+    qemu_mutex_lock(&s->lock);
+    lines = g_strsplit(s->cookies ? s->cookies : "", "\n", -1);
+    qemu_mutex_unlock(&s->lock);
+    for (i = 0; lines[i]; i++) {
+        if (*lines[i]) {
+            curl_easy_setopt(s->curl, CURLOPT_COOKIELIST, lines[i]);
+        }
+    }
+}
+
+/* Worker side: remember the jar after a request */
+static void kbs_cookies_save(CocoAttestKbsSession *s)
+{
+    struct curl_slist *list = NULL, *l;
+    GString *jar = g_string_new("");
+
+    if (curl_easy_getinfo(s->curl, CURLINFO_COOKIELIST, &list) == CURLE_OK) {
+        for (l = list; l; l = l->next) {
+            if (kbs_cookie_line_ok(l->data) &&
+                jar->len + strlen(l->data) + 1 <=
+                COCO_ATTEST_KBS_COOKIES_MAX) {
+                g_string_append_printf(jar, "%s%s", jar->len ? "\n" : "",
+                                       l->data);
+            }
+        }
+        curl_slist_free_all(list);
+    }
+    qemu_mutex_lock(&s->lock);
+    g_free(s->cookies);
+    s->cookies = g_string_free(jar, false);
+    qemu_mutex_unlock(&s->lock);
 }
 
 void coco_attest_kbs_reply_clear(CocoAttestKbsReply *reply)
@@ -302,6 +399,7 @@ CocoAttestKbsResult coco_attest_kbs_forward(CocoAttestKbsSession *s,
             *why = g_strdup("curl_easy_init failed");
             return COCO_ATTEST_KBS_FAILED;
         }
+        kbs_cookies_load(s);
     }
     sink.body = g_byte_array_new();
     curl_easy_setopt(s->curl, CURLOPT_URL, url);
@@ -325,6 +423,7 @@ CocoAttestKbsResult coco_attest_kbs_forward(CocoAttestKbsSession *s,
 
     trace_coco_attest_kbs_request(s, post ? "POST" : "GET", path, len);
     rc = curl_easy_perform(s->curl);
+    kbs_cookies_save(s);
     r = kbs_result(rc, sink.too_large);
     if (r == COCO_ATTEST_KBS_OK) {
         curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);

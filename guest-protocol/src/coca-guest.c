@@ -479,6 +479,11 @@ static int poll_page(struct coca_dev *d, void *resp, uint32_t resp_cap,
         *resp_len = len;
         return COCA_E_TOOBIG;
     }
+    if (status == COCA_STATUS_RETRY && len) {
+        /* nothing may land in a buffer the retry is sent from */
+        dlog(d, "coco-attest: a RETRY answer with a payload");
+        return COCA_E_PROTO;
+    }
     cap = d->cur_ext ? ops->buf_len : COCA_INLINE_MAX;
     if (len > cap) {
         dlog(d, "coco-attest: response length exceeds the buffer offered");
@@ -526,6 +531,10 @@ static int poll_port(struct coca_dev *d, void *resp, uint32_t resp_cap,
     if (status == COCA_STATUS_NO_SPACE) {
         len = 0;                /* no payload follows */
         err = COCA_E_TOOBIG;
+    } else if (status == COCA_STATUS_RETRY && len) {
+        dlog(d, "coco-attest: a RETRY answer with a payload");
+        reg_cmd(d, COCA_CMD_ACK);
+        return COCA_E_PROTO;
     } else if (len > (d->max_object ? d->max_object : COCA_INLINE_MAX)) {
         dlog(d, "coco-attest: response length exceeds the negotiated limit");
         reg_cmd(d, COCA_CMD_ACK);
@@ -576,10 +585,10 @@ int coca_poll(struct coca_dev *d, void *resp, uint32_t resp_cap,
  * Submit and wait: up to timeout_us with a clock, else up to
  * d->poll_limit polls, or forever when unlimited is set.
  */
-static int call_wait(struct coca_dev *d, enum coca_channel ch, uint16_t op,
-                     const void *req, uint32_t req_len,
-                     void *resp, uint32_t resp_cap, uint32_t *resp_len,
-                     uint64_t timeout_us, int unlimited)
+static int submit_wait(struct coca_dev *d, enum coca_channel ch, uint16_t op,
+                       const void *req, uint32_t req_len,
+                       void *resp, uint32_t resp_cap, uint32_t *resp_len,
+                       uint64_t timeout_us, int unlimited)
 {
     const struct coca_ops *ops;
     uint64_t start = 0;
@@ -611,6 +620,32 @@ static int call_wait(struct coca_dev *d, enum coca_channel ch, uint16_t op,
         if (ops->relax) {
             ops->relax(ops->ctx);
         }
+    }
+}
+
+/*
+ * submit_wait, resubmitting when the host answers RETRY: the request was
+ * in flight when the VM migrated, and its answer stayed on the source.
+ * The request is sent again from the caller's buffer, a bounded number
+ * of times.
+ */
+static int call_wait(struct coca_dev *d, enum coca_channel ch, uint16_t op,
+                     const void *req, uint32_t req_len,
+                     void *resp, uint32_t resp_cap, uint32_t *resp_len,
+                     uint64_t timeout_us, int unlimited)
+{
+    uint32_t attempt;
+    int err;
+
+    for (attempt = 0;; attempt++) {
+        err = submit_wait(d, ch, op, req, req_len, resp, resp_cap, resp_len,
+                          timeout_us, unlimited);
+        if (err != COCA_E_STATUS || d->last_status != COCA_STATUS_RETRY ||
+            attempt == COCA_RETRY_MAX) {
+            return err;
+        }
+        d->retries++;
+        dlog(d, "the host asked for a retry: resubmitting");
     }
 }
 

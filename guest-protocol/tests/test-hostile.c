@@ -71,6 +71,9 @@ enum lie {
     LIE_KBS_CTYPE_CTRL,
     LIE_KBS_RESP_SHORT,
     LIE_KBS_STATUS_TIMEOUT,
+    LIE_RETRY_ONCE,         /* migrated mid-request: RETRY, then honest */
+    LIE_RETRY_ALWAYS,
+    LIE_RETRY_PAYLOAD,      /* RETRY, and bytes in the caller's buffer */
 };
 
 #define BASE        COCA_DEFAULT_IOBASE
@@ -84,6 +87,7 @@ struct fake {
     uint32_t result;
     int busy;               /* 1: page request, 2: port request */
     int polls_left;
+    int retries_sent;       /* RETRY answers given */
     /* port channel */
     uint8_t in[COCA_HDR_SIZE + BUF_LEN];
     uint32_t in_len, in_crc;
@@ -398,6 +402,14 @@ static void complete_page(void)
     } else if (F.lie == LIE_NO_SPACE) {
         status = COCA_STATUS_NO_SPACE;
         len = 123456;
+    } else if (F.lie == LIE_RETRY_ALWAYS ||
+               (F.lie == LIE_RETRY_ONCE && !F.retries_sent)) {
+        status = COCA_STATUS_RETRY;
+        len = 0;
+        F.retries_sent++;
+    } else if (F.lie == LIE_RETRY_PAYLOAD) {
+        status = COCA_STATUS_RETRY;
+        len = 16;
     }
     le32(h + 8, flags | COCA_FLAG_RESPONSE);
     le32(h + 24, len);
@@ -1201,6 +1213,27 @@ int main(void)
               COCA_E_TOOBIG);
     echo_case("caller-buffer-too-small", &ops_page, COCA_CH_PAGE, LIE_NONE,
               10, 12, COCA_E_TOOBIG);
+
+    /* RETRY (a migration mid-request): resent, a bounded number of times */
+    {
+        int canary;
+
+        ok = 1;
+        EXPECT(ready(&d, &ops_page, LIE_RETRY_ONCE) == 0);
+        EXPECT(guarded_echo(&d, COCA_CH_PAGE, 100, 200, &canary) == 0);
+        EXPECT(canary && d.retries == 1 && F.retries_sent == 1);
+        report("retry-resubmitted-transparently", ok);
+        ok = 1;
+        EXPECT(ready(&d, &ops_page, LIE_RETRY_ALWAYS) == 0);
+        EXPECT(guarded_echo(&d, COCA_CH_PAGE, 100, 200, &canary) ==
+               COCA_E_STATUS);
+        EXPECT(d.last_status == COCA_STATUS_RETRY);
+        EXPECT(d.retries == COCA_RETRY_MAX);
+        EXPECT(F.retries_sent == COCA_RETRY_MAX + 1);
+        report("retry-forever-gives-up", ok);
+    }
+    echo_case("retry-with-payload", &ops_page, COCA_CH_PAGE,
+              LIE_RETRY_PAYLOAD, 10, 64, COCA_E_PROTO);
 
     /* the port channel never reads more words than the caller can hold */
     ok = 1;

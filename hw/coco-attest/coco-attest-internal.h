@@ -10,6 +10,7 @@
 #include "hw/isa/isa.h"
 #include "hw/coco-attest/abi.h"
 #include "qom/object.h"
+#include "system/runstate.h"
 #include "system/coco-attest-ca.h"
 #include "system/coco-attest-kbs.h"
 
@@ -23,6 +24,13 @@ typedef enum CocoAttestChan {
 } CocoAttestChan;
 
 typedef struct CocoAttestReq CocoAttestReq;
+
+/* An open KBS session in the migration stream, followed by its cookies */
+typedef struct QEMU_PACKED CocoAttestMigSession {
+    uint32_t id;
+    uint32_t idle_ms;
+    uint32_t cookies_len;
+} CocoAttestMigSession;
 
 /* A guest's KBS session: a slot in CocoAttestState.sessions */
 typedef struct CocoAttestSession {
@@ -88,6 +96,21 @@ struct CocoAttestState {
     uint64_t stat_dropped;
     uint64_t stat_kbs_requests;
     uint64_t stat_kbs_errors;
+
+    /*
+     * Migration.  A request completed while the VM is stopped is parked
+     * and delivered when it runs again (never, on a migration source);
+     * the stream only says which channel had a request in flight, and
+     * the destination answers it RETRY.
+     */
+    CocoAttestReq *parked;
+    VMChangeStateEntry *vmstate_change;
+    uint8_t mig_inflight;           /* CocoAttestChan */
+    uint8_t mig_retry;              /* answer RETRY on this channel */
+    uint8_t mig_last_chan;          /* CocoAttestChan */
+    uint8_t *mig_kbs;               /* KBS session records */
+    uint32_t mig_kbs_len;
+    uint32_t mig_kbs_cap;
 };
 
 uint64_t coco_attest_offered(CocoAttestState *s);

@@ -43,6 +43,7 @@
 #include "hw/qdev-properties.h"
 #include "hw/resettable.h"
 #include "migration/vmstate.h"
+#include "qemu/error-report.h"
 #include "coco-attest-internal.h"
 #include "trace.h"
 
@@ -339,6 +340,15 @@ static void coca_complete(CocoAttestReq *req)
         return;
     }
     assert(s->inflight == req);
+    if (!runstate_is_running()) {
+        /*
+         * No guest memory writes while the VM is stopped: its RAM may be
+         * on its way to a migration destination.  Deliver on resume.
+         */
+        trace_coco_attest_parked(req->hdr.command, req->hdr.seq);
+        s->parked = req;
+        return;
+    }
     if (req->why) {
         qemu_log_mask(LOG_GUEST_ERROR, "coco-attest: command 0x%x: %s\n",
                       req->hdr.command, req->why);
@@ -1510,6 +1520,274 @@ static const MemoryRegionOps coca_io_ops = {
 /* Device lifecycle                                                    */
 /* ------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------ */
+/* Migration                                                           */
+/* ------------------------------------------------------------------ */
+
+static const char *const coca_feature_names[] = {
+    "EXT_BUF", "IRQ", "DIAG", "IDENTITY", "KBS",
+};
+
+#define COCA_MIG_ERROR(fmt, ...) \
+    error_report("coco-attest: incoming migration: " fmt, ## __VA_ARGS__)
+
+/*
+ * The destination answers a request that was in flight on the source
+ * with RETRY: its answer, if any, stayed behind.  Runs when the VM starts.
+ */
+static void coca_answer_retry(CocoAttestState *s, CocoAttestChan chan)
+{
+    CocoAttestReq *req = coca_req_new(s, chan);
+
+    if (chan == COCA_CHAN_PAGE) {
+        req->page = s->page;
+        if (!coca_read(s->page, &req->hdr, COCA_HDR_SIZE)) {
+            coca_req_free(req);
+            return;
+        }
+    } else {
+        memcpy(&req->hdr, s->port_buf, COCA_HDR_SIZE);
+    }
+    coca_hdr_from_le(&req->hdr);
+    trace_coco_attest_migration_retry(coca_chan_name(chan),
+                                      req->hdr.command, req->hdr.seq);
+    s->inflight = req;
+    coca_fail(req, COCA_STATUS_RETRY);
+}
+
+static void coca_vm_state_change(void *opaque, bool running, RunState state)
+{
+    CocoAttestState *s = opaque;
+    CocoAttestReq *req = s->parked;
+
+    if (!running) {
+        return;
+    }
+    if (req) {
+        s->parked = NULL;
+        coca_complete(req);
+    }
+    if (s->mig_retry != COCA_CHAN_NONE) {
+        CocoAttestChan chan = s->mig_retry;
+
+        s->mig_retry = COCA_CHAN_NONE;
+        coca_answer_retry(s, chan);
+    }
+}
+
+/* Open KBS sessions as records (ids, idle time, cookies) */
+static void coca_kbs_pack(CocoAttestState *s)
+{
+    int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    uint32_t i, off = 0;
+
+    for (i = 0; i < s->n_sessions; i++) {
+        CocoAttestSession *ses = &s->sessions[i];
+        g_autofree char *cookies = NULL;
+        CocoAttestMigSession rec;
+        size_t len;
+
+        if (!ses->id) {
+            continue;
+        }
+        cookies = coco_attest_kbs_session_cookies(ses->ks);
+        len = MIN(strlen(cookies), COCO_ATTEST_KBS_COOKIES_MAX);
+        rec.id = cpu_to_le32(ses->id);
+        rec.idle_ms = cpu_to_le32(MIN(now - ses->last_used, UINT32_MAX));
+        rec.cookies_len = cpu_to_le32(len);
+        memcpy(s->mig_kbs + off, &rec, sizeof(rec));
+        memcpy(s->mig_kbs + off + sizeof(rec), cookies, len);
+        off += sizeof(rec) + len;
+    }
+    s->mig_kbs_len = off;
+}
+
+static bool coca_kbs_unpack(CocoAttestState *s)
+{
+    int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    uint32_t off = 0, n = 0, i;
+
+    coca_sessions_close_all(s);
+    while (off < s->mig_kbs_len) {
+        g_autofree char *cookies = NULL;
+        CocoAttestMigSession rec;
+        Error *err = NULL;
+        CocoAttestSession *ses;
+        uint32_t id, len;
+
+        if (s->mig_kbs_len - off < sizeof(rec)) {
+            COCA_MIG_ERROR("truncated KBS session record");
+            return false;
+        }
+        memcpy(&rec, s->mig_kbs + off, sizeof(rec));
+        off += sizeof(rec);
+        id = le32_to_cpu(rec.id);
+        len = le32_to_cpu(rec.cookies_len);
+        if (len > COCO_ATTEST_KBS_COOKIES_MAX || len > s->mig_kbs_len - off) {
+            COCA_MIG_ERROR("KBS session %u: %u bytes of cookies", id, len);
+            return false;
+        }
+        for (i = 0; i < n; i++) {
+            if (s->sessions[i].id == id) {
+                break;
+            }
+        }
+        if (!id || i < n || n == s->n_sessions) {
+            COCA_MIG_ERROR("KBS session %u: zero, duplicate or more than "
+                           "max-sessions (%u)", id, s->n_sessions);
+            return false;
+        }
+        cookies = g_strndup((const char *)s->mig_kbs + off, len);
+        off += len;
+        ses = &s->sessions[n++];
+        ses->ks = coco_attest_kbs_session_new(s->kbs);
+        if (strlen(cookies) != len ||
+            !coco_attest_kbs_session_set_cookies(ses->ks, cookies, &err)) {
+            COCA_MIG_ERROR("KBS session %u: %s", id,
+                           err ? error_get_pretty(err) : "NUL in cookies");
+            error_free(err);
+            coco_attest_kbs_session_unref(ses->ks);
+            ses->ks = NULL;
+            return false;
+        }
+        ses->id = id;
+        ses->last_used = now - le32_to_cpu(rec.idle_ms);
+    }
+    return true;
+}
+
+static int coca_pre_save(void *opaque)
+{
+    CocoAttestState *s = opaque;
+
+    /* a request in flight is not drained: the destination says RETRY */
+    s->mig_inflight = s->inflight ? s->inflight->chan : COCA_CHAN_NONE;
+    s->mig_last_chan = s->last_chan;
+    if (s->sessions) {
+        coca_kbs_pack(s);
+    }
+    return 0;
+}
+
+/* Early in the stream: what the guest negotiated must be offered here */
+static bool coca_features_valid(void *opaque, int version_id)
+{
+    CocoAttestState *s = opaque;
+    uint64_t missing = s->negotiated_features & ~coco_attest_offered(s);
+    g_autoptr(GString) names = g_string_new("");
+    size_t i;
+
+    if (!missing) {
+        return true;
+    }
+    for (i = 0; i < 64; i++) {
+        if (missing & (1ull << i)) {
+            g_string_append_printf(names, "%s%s", names->len ? ", " : "",
+                                   i < ARRAY_SIZE(coca_feature_names) ?
+                                   coca_feature_names[i] : "unknown");
+        }
+    }
+    COCA_MIG_ERROR("the guest negotiated feature(s) %s (0x%" PRIx64 ") "
+                   "that this device does not offer (features=0x%" PRIx64
+                   "%s%s)", names->str, missing, s->features,
+                   s->ca ? "" : ", no ca", s->kbs ? "" : ", no kbs");
+    return false;
+}
+
+/* Before the port buffer is read into: it must fit */
+static bool coca_port_len_valid(void *opaque, int version_id)
+{
+    CocoAttestState *s = opaque;
+
+    if (s->port_len > s->port_cap || s->port_len % 4) {
+        COCA_MIG_ERROR("port stream of %u bytes (this device holds %u)",
+                       s->port_len, s->port_cap);
+        return false;
+    }
+    return true;
+}
+
+static bool coca_kbs_len_valid(void *opaque, int version_id)
+{
+    CocoAttestState *s = opaque;
+
+    if (s->mig_kbs_len > s->mig_kbs_cap) {
+        COCA_MIG_ERROR("%u bytes of KBS sessions (this device holds %u)",
+                       s->mig_kbs_len, s->mig_kbs_cap);
+        return false;
+    }
+    return true;
+}
+
+/* Everything else the stream says is checked before it is used. */
+static int coca_post_load(void *opaque, int version_id)
+{
+    CocoAttestState *s = opaque;
+
+    if (s->negotiated ? s->proto < COCA_PROTO_MIN || s->proto > COCA_PROTO_MAX
+                      : s->proto || s->negotiated_features) {
+        COCA_MIG_ERROR("protocol version %u (negotiated %d)", s->proto,
+                       s->negotiated);
+        return -EINVAL;
+    }
+    if (s->page_valid && (!QEMU_IS_ALIGNED(s->page, COCA_PAGE_SIZE) ||
+                          !coca_is_ram(s->page, COCA_PAGE_SIZE))) {
+        COCA_MIG_ERROR("request page 0x%" PRIx64 " is not guest RAM",
+                       s->page);
+        return -EINVAL;
+    }
+    if (s->result > COCA_RES_NO_IRQ || s->mig_last_chan > COCA_CHAN_PORT ||
+        s->mig_inflight > COCA_CHAN_PORT) {
+        COCA_MIG_ERROR("result %u, channel %u or request in flight %u out "
+                       "of range", s->result, s->mig_last_chan,
+                       s->mig_inflight);
+        return -EINVAL;
+    }
+    if (s->irq_enabled && !(coco_attest_offered(s) & COCA_FEAT_IRQ)) {
+        COCA_MIG_ERROR("interrupt enabled, but this device has none");
+        return -EINVAL;
+    }
+    if ((s->port_active && s->port_response) ||
+        s->port_pos > s->port_len ||
+        (s->port_response && s->port_len < COCA_HDR_SIZE)) {
+        COCA_MIG_ERROR("inconsistent port channel state");
+        return -EINVAL;
+    }
+    if ((s->mig_inflight == COCA_CHAN_PAGE && !s->page_valid) ||
+        (s->mig_inflight == COCA_CHAN_PORT &&
+         (s->port_active || s->port_response ||
+          s->port_len < COCA_HDR_SIZE))) {
+        COCA_MIG_ERROR("a request in flight on a channel that cannot have "
+                       "one");
+        return -EINVAL;
+    }
+    if (s->mig_inflight != COCA_CHAN_NONE && s->done) {
+        COCA_MIG_ERROR("a request both in flight and done");
+        return -EINVAL;
+    }
+    if (s->sessions && !coca_kbs_unpack(s)) {
+        return -EINVAL;
+    }
+    /* the bytes after the stream read as zero, as on the source */
+    memset(s->port_buf + s->port_len, 0, s->port_cap - s->port_len);
+    s->last_chan = s->mig_last_chan;
+    s->mig_retry = s->mig_inflight;
+    return 0;
+}
+
+
+/* A completion parked while the VM was stopped will never be delivered */
+static void coca_drop_parked(CocoAttestState *s)
+{
+    if (s->parked) {
+        trace_coco_attest_stale_completion(s->parked->hdr.seq,
+                                           s->parked->epoch, s->epoch);
+        coca_req_free(s->parked);
+        s->parked = NULL;
+        s->stat_dropped++;
+    }
+}
+
 static void coca_reset_enter(Object *obj, ResetType type)
 {
     CocoAttestState *s = COCO_ATTEST(obj);
@@ -1517,6 +1795,8 @@ static void coca_reset_enter(Object *obj, ResetType type)
 
     s->epoch++;
     trace_coco_attest_reset(s->epoch, req != NULL);
+    coca_drop_parked(s);
+    s->mig_retry = COCA_CHAN_NONE;
     /*
      * A request in flight keeps running to completion on its private
      * buffers; coca_complete() then sees the old epoch and drops it.
@@ -1590,7 +1870,13 @@ static void coca_realize(DeviceState *dev, Error **errp)
         coco_attest_kbs_limits(s->kbs, &lim);
         s->n_sessions = lim.max_sessions;
         s->sessions = g_new0(CocoAttestSession, s->n_sessions);
+        s->mig_kbs_cap = s->n_sessions * (sizeof(CocoAttestMigSession) +
+                                          COCO_ATTEST_KBS_COOKIES_MAX);
+        s->mig_kbs = g_malloc0(s->mig_kbs_cap);
     }
+    s->vmstate_change = qdev_add_vm_change_state_handler(dev,
+                                                         coca_vm_state_change,
+                                                         s);
 
     if (s->isairq) {
         s->irq = isa_get_irq(isa, s->isairq);
@@ -1620,6 +1906,10 @@ static void coca_unrealize(DeviceState *dev)
     /* a request still in flight must not touch the device any more */
     s->epoch++;
     s->inflight = NULL;
+    coca_drop_parked(s);
+    qemu_del_vm_change_state_handler(s->vmstate_change);
+    g_free(s->mig_kbs);
+    s->mig_kbs = NULL;
     g_free(s->port_buf);
     s->port_buf = NULL;
     coca_sessions_close_all(s);
@@ -1667,13 +1957,72 @@ static void coca_build_aml(AcpiDevAmlIf *adev, Aml *scope)
     aml_append(scope, dev);
 }
 
+static bool coca_kbs_needed(void *opaque)
+{
+    CocoAttestState *s = opaque;
+
+    return s->negotiated_features & COCA_FEAT_KBS;
+}
+
+static const VMStateDescription coca_vmstate_kbs = {
+    .name = "coco-attest/kbs",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = coca_kbs_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(next_session, CocoAttestState),
+        VMSTATE_UINT64(stat_kbs_requests, CocoAttestState),
+        VMSTATE_UINT64(stat_kbs_errors, CocoAttestState),
+        VMSTATE_UINT32(mig_kbs_len, CocoAttestState),
+        VMSTATE_VALIDATE("KBS sessions fit", coca_kbs_len_valid),
+        VMSTATE_VBUFFER_UINT32(mig_kbs, CocoAttestState, 0, NULL,
+                               mig_kbs_len),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
 /*
- * Migration support (negotiated state, requests in flight) is not
- * implemented yet: refuse to migrate rather than lose state silently.
+ * New state goes into subsections whose .needed tests a negotiated
+ * feature, so that a guest that did not negotiate it migrates to an
+ * older destination.
  */
 static const VMStateDescription coca_vmstate = {
     .name = "coco-attest",
-    .unmigratable = 1,
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .pre_save = coca_pre_save,
+    .post_load = coca_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(negotiated, CocoAttestState),
+        VMSTATE_UINT16(proto, CocoAttestState),
+        VMSTATE_UINT64(negotiated_features, CocoAttestState),
+        VMSTATE_VALIDATE("negotiated features offered", coca_features_valid),
+        VMSTATE_UINT64(page_staged, CocoAttestState),
+        VMSTATE_UINT64(page, CocoAttestState),
+        VMSTATE_BOOL(page_valid, CocoAttestState),
+        VMSTATE_UINT32(result, CocoAttestState),
+        VMSTATE_BOOL(done, CocoAttestState),
+        VMSTATE_BOOL(irq_enabled, CocoAttestState),
+        VMSTATE_UINT8(mig_inflight, CocoAttestState),
+        VMSTATE_UINT8(mig_last_chan, CocoAttestState),
+        VMSTATE_BOOL(nonce_valid, CocoAttestState),
+        VMSTATE_UINT8_ARRAY(nonce, CocoAttestState, COCA_NONCE_SIZE),
+        VMSTATE_BOOL(port_active, CocoAttestState),
+        VMSTATE_BOOL(port_response, CocoAttestState),
+        VMSTATE_UINT32(port_pos, CocoAttestState),
+        VMSTATE_UINT32(port_crc, CocoAttestState),
+        VMSTATE_UINT32(port_len, CocoAttestState),
+        VMSTATE_VALIDATE("port stream fits", coca_port_len_valid),
+        VMSTATE_VBUFFER_UINT32(port_buf, CocoAttestState, 0, NULL, port_len),
+        VMSTATE_UINT64(stat_requests, CocoAttestState),
+        VMSTATE_UINT64(stat_errors, CocoAttestState),
+        VMSTATE_UINT64(stat_dropped, CocoAttestState),
+        VMSTATE_END_OF_LIST()
+    },
+    .subsections = (const VMStateDescription * const []) {
+        &coca_vmstate_kbs,
+        NULL
+    },
 };
 
 static const Property coca_properties[] = {

@@ -3195,6 +3195,463 @@ static void test_kbs_startup_errors(void)
 }
 #endif /* CONFIG_CURL */
 
+/* ------------------------------------------------------------------ */
+/* Migration: negotiated state, KBS sessions and pending requests move  */
+/* to a destination QEMU; what it cannot honour is refused.             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A destination waiting for an incoming migration (-incoming defer), its
+ * stderr in @log: libqtest runs QEMU through /bin/sh.
+ */
+static Coca *coca_incoming(const char *objects, const char *props,
+                           const char *log)
+{
+    Coca *c = g_new0(Coca, 1);
+
+    c->qts = qtest_initf("-M q35 -m 128M -nodefaults %s "
+                         "-device coco-attest,id=coca0%s -incoming defer "
+                         "2>%s", objects ? objects : "",
+                         props ? props : "", log);
+    c->base = COCA_DEFAULT_IOBASE;
+    pc_alloc_init(&c->alloc, c->qts, ALLOC_NO_FLAGS);
+    /* the same first allocation as the source: its request page */
+    c->page = guest_alloc(&c->alloc, COCA_PAGE_SIZE);
+    return c;
+}
+
+static char *mig_status(QTestState *qts, char **error)
+{
+    QDict *rsp = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+    QDict *ret = qdict_get_qdict(rsp, "return");
+    char *status = g_strdup(qdict_get_try_str(ret, "status"));
+
+    if (error) {
+        *error = g_strdup(qdict_get_try_str(ret, "error-desc"));
+    }
+    qobject_unref(rsp);
+    return status;
+}
+
+/* Wait (bounded) until @qts's migration is completed or failed. */
+static char *mig_wait(QTestState *qts, char **error)
+{
+    char *status = NULL;
+    int i;
+
+    for (i = 0; i < 3000; i++) {
+        g_free(status);
+        status = mig_status(qts, NULL);
+        if (status && (!strcmp(status, "completed") ||
+                       !strcmp(status, "failed"))) {
+            break;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_free(status);
+    return mig_status(qts, error);
+}
+
+static void mig_wait_running(QTestState *qts)
+{
+    int i;
+
+    for (i = 0; i < 1000; i++) {
+        QDict *rsp = qtest_qmp(qts, "{'execute': 'query-status'}");
+        bool running = qdict_get_bool(qdict_get_qdict(rsp, "return"),
+                                      "running");
+
+        qobject_unref(rsp);
+        if (running) {
+            return;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_not_reached();
+}
+
+/*
+ * Migrate @src to @dst over a UNIX socket; true when the destination
+ * loaded the state and runs.
+ */
+static bool coca_migrate(Coca *src, Coca *dst)
+{
+    g_autofree char *uri = g_strdup_printf("unix:%s/coca-mig-%d.sock",
+                                           g_get_tmp_dir(), getpid());
+    g_autofree char *s = NULL, *d = NULL;
+
+    qtest_qmp_assert_success(dst->qts, "{'execute': 'migrate-incoming', "
+                             "'arguments': {'uri': %s, "
+                             "'exit-on-error': false}}", uri);
+    qtest_qmp_assert_success(src->qts, "{'execute': 'migrate', "
+                             "'arguments': {'uri': %s}}", uri);
+    s = mig_wait(src->qts, NULL);
+    d = mig_wait(dst->qts, NULL);
+    g_test_message("migration: source %s, destination %s", s, d);
+    if (strcmp(d, "completed")) {
+        return false;
+    }
+    qtest_qmp_eventwait(dst->qts, "RESUME");
+    return true;
+}
+
+static char *log_path(const char *name)
+{
+    return g_strdup_printf("%s/coca-mig-%d-%s.log", g_get_tmp_dir(),
+                           getpid(), name);
+}
+
+static bool log_has(const char *path, const char *text)
+{
+    g_autofree char *all = NULL;
+
+    g_assert_true(g_file_get_contents(path, &all, NULL, NULL));
+    if (!strstr(all, text)) {
+        g_test_message("%s: %s", path, all);
+        return false;
+    }
+    return true;
+}
+
+/* An idle device: the guest goes on without registering or negotiating */
+static void test_migration_idle(void)
+{
+    g_autofree char *log = log_path("idle");
+    Coca *src = coca_ready(",irq=5");
+    struct coca_negotiate_resp r = negotiate(src, 1, 1, COCA_FEAT_ALL,
+                                             COCA_STATUS_OK);
+    Coca *dst = coca_incoming(NULL, ",irq=5", log);
+    QDict *info;
+
+    g_assert_cmpuint(cmd(src, COCA_CMD_IRQ_ENABLE), ==, COCA_RES_OK);
+    echo_ok(src);
+    g_assert_true(coca_migrate(src, dst));
+    info = query_one(dst);
+    g_assert_true(qdict_get_bool(info, "negotiated"));
+    g_assert_cmpint(qdict_get_int(info, "negotiated-features"), ==,
+                    r.negotiated);
+    g_assert_cmpint(qdict_get_int(info, "requests"), ==, 3);
+    g_assert_cmpstr(qdict_get_str(info, "channel"), ==, "page");
+    qobject_unref(info);
+    g_assert_cmphex(rd(dst, COCA_REG_STATUS) &
+                    (COCA_STS_PAGE_VALID | COCA_STS_NEGOTIATED |
+                     COCA_STS_IRQ_ENABLED),
+                    ==, COCA_STS_PAGE_VALID | COCA_STS_NEGOTIATED |
+                    COCA_STS_IRQ_ENABLED);
+    /* the same page, no NEGOTIATE: both channels work */
+    dst->seq = src->seq;
+    echo_ok(dst);
+    {
+        g_autofree uint8_t *req = echo_payload(0, 100, 3);
+        g_autofree uint8_t *resp = NULL;
+        Msg m = msg_new(dst, COCA_OP_ECHO, sizeof(struct coca_echo) + 100);
+
+        g_assert_cmpuint(port_send(dst, &m, req, m.req_len, 0), ==,
+                         COCA_RES_OK);
+        resp = port_recv(dst, &m);
+        g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+        g_assert_cmpuint(m.resp_len, ==, sizeof(struct coca_echo) + 100);
+        check_echo(resp, 100, 0, 3);
+    }
+    coca_stop(src);
+    coca_stop(dst);
+    unlink(log);
+}
+
+/* A port channel request half streamed when the VM migrates */
+static void test_migration_port_stream(void)
+{
+    g_autofree char *log = log_path("port");
+    g_autofree uint8_t *req = echo_payload(0, 200, 9);
+    g_autofree uint8_t *buf = NULL, *resp = NULL;
+    Coca *src = coca_ready(NULL);
+    Coca *dst = coca_incoming(NULL, NULL, log);
+    Msg m = msg_new(src, COCA_OP_ECHO, sizeof(struct coca_echo) + 200);
+    size_t len = COCA_HDR_SIZE + m.req_len, i;
+
+    buf = g_malloc0(ROUND_UP(len, 4));
+    msg_to_wire(&m, (struct coca_hdr *)buf);
+    memcpy(buf + COCA_HDR_SIZE, req, m.req_len);
+    g_assert_cmpuint(cmd(src, COCA_CMD_PORT_BEGIN), ==, COCA_RES_OK);
+    for (i = 0; i < len / 2; i += 4) {
+        wr(src, COCA_REG_DATA, ldl_le_p(buf + i));
+    }
+    g_assert_true(coca_migrate(src, dst));
+    for (; i < len; i += 4) {
+        wr(dst, COCA_REG_DATA, ldl_le_p(buf + i));
+    }
+    wr(dst, COCA_REG_CRC, crc(buf, len));
+    g_assert_cmpuint(cmd(dst, COCA_CMD_PORT_SUBMIT), ==, COCA_RES_OK);
+    resp = port_recv(dst, &m);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    g_assert_cmpuint(m.resp_len, ==, sizeof(struct coca_echo) + 200);
+    check_echo(resp, 200, 0, 9);
+    coca_stop(src);
+    coca_stop(dst);
+    unlink(log);
+}
+
+/*
+ * A request pending at migration: not drained on the source, answered
+ * RETRY on the destination, and the source never writes its page.
+ */
+static void test_migration_pending(void)
+{
+    g_autofree char *log = log_path("pending");
+    size_t len = 40;
+    g_autofree uint8_t *req = echo_payload(COCA_ECHO_ASYNC, len, 21);
+    uint8_t before[COCA_HDR_SIZE], after[COCA_HDR_SIZE];
+    Coca *src = coca_ready(",x-echo-delay-ms=100");
+    Coca *dst = coca_incoming(NULL, ",x-echo-delay-ms=100", log);
+    Msg m = msg_new(src, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+    QDict *info;
+
+    g_assert_cmpuint(page_req(src, &m, req, m.req_len), ==,
+                     COCA_STATUS_PENDING);
+    g_assert_true(coca_migrate(src, dst));
+    m = page_wait(dst);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_RETRY);
+    g_assert_cmpuint(m.resp_len, ==, 0);
+    g_assert_cmphex(rd(dst, COCA_REG_STATUS) & COCA_STS_DONE, ==,
+                    COCA_STS_DONE);
+    g_assert_cmpuint(cmd(dst, COCA_CMD_ACK), ==, COCA_RES_OK);
+    /* the guest resubmits and gets its answer */
+    dst->seq = src->seq;
+    m = msg_new(dst, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+    g_assert_cmpuint(page_req(dst, &m, req, m.req_len), ==,
+                     COCA_STATUS_PENDING);
+    qtest_clock_step(dst->qts, 100 * 1000 * 1000);
+    m = page_wait(dst);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+
+    /* the source's late completion stays parked: its RAM is not touched */
+    qtest_memread(src->qts, src->page, before, sizeof(before));
+    qtest_clock_step(src->qts, 100 * 1000 * 1000);
+    g_usleep(200 * 1000);
+    qtest_memread(src->qts, src->page, after, sizeof(after));
+    g_assert(memcmp(before, after, sizeof(before)) == 0);
+    g_assert_cmpuint(ldl_le_p(after + 16), ==, COCA_STATUS_PENDING);
+    info = query_one(src);
+    g_assert_true(qdict_get_bool(info, "pending"));
+    qobject_unref(info);
+    coca_stop(src);
+    coca_stop(dst);
+    unlink(log);
+}
+
+/* A destination that offers less than the guest negotiated refuses it */
+static void test_migration_fewer_features(void)
+{
+    g_autofree char *log = log_path("features");
+    Coca *src = coca_ready(NULL);
+    Coca *dst = coca_incoming(NULL, ",features=0x3", log);
+    g_autofree char *status = NULL, *error = NULL;
+
+    g_assert_false(coca_migrate(src, dst));
+    status = mig_status(dst->qts, &error);
+    g_assert_cmpstr(status, ==, "failed");
+    g_assert_true(log_has(log, "the guest negotiated feature(s) DIAG "
+                          "(0x4) that this device does not offer"));
+    /*
+     * The source sent everything ("completed"); management sees the
+     * destination fail and resumes the source, whose guest carries on.
+     */
+    qtest_qmp_assert_success(src->qts, "{'execute': 'cont'}");
+    mig_wait_running(src->qts);
+    echo_ok(src);
+    coca_stop(src);
+    coca_stop(dst);
+    unlink(log);
+}
+
+/* Save @c to a file and return the stream */
+static GByteArray *mig_to_file(Coca *c, const char *path)
+{
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    g_autofree char *status = NULL;
+    gchar *data;
+    gsize len;
+
+    qtest_qmp_assert_success(c->qts, "{'execute': 'migrate', "
+                             "'arguments': {'uri': %s}}", uri);
+    status = mig_wait(c->qts, NULL);
+    g_assert_cmpstr(status, ==, "completed");
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    return g_byte_array_new_take((guint8 *)data, len);
+}
+
+/* Where the coco-attest fields start in a stream */
+static size_t coca_section(GByteArray *st)
+{
+    static const char id[] = "\x0b" "coco-attest";
+    size_t i, n = strlen(id);
+
+    for (i = 0; i + n + 8 <= st->len; i++) {
+        if (!memcmp(st->data + i, id, n)) {
+            /* then instance id and version, both 32-bit */
+            return i + n + 8;
+        }
+    }
+    g_assert_not_reached();
+}
+
+/* A stream with corrupted coco-attest fields fails to load, cleanly */
+static void test_migration_corrupt(void)
+{
+    static const struct {
+        size_t off;             /* from the first field */
+        uint8_t bytes[4];
+        size_t len;
+        const char *error;
+    } cases[] = {
+        /* proto = 0x6300 */
+        { 1, { 0x63, 0x00 }, 2, "protocol version 25344" },
+        /* negotiated_features with bit 40 set */
+        { 3 + 2, { 0x01 }, 1, "feature(s) unknown" },
+        /* port_len = 0x7ffffff0 */
+        { 79, { 0x7f, 0xff, 0xff, 0xf0 }, 4, "port stream of 2147483632" },
+        /* mig_inflight = 9 */
+        { 34, { 9 }, 1, "out of range" },
+        /* the registered page moved to the HPET's MMIO */
+        { 19 + 4, { 0xfe, 0xd0, 0x00, 0x00 }, 4, "is not guest RAM" },
+    };
+    g_autofree char *path = g_strdup_printf("%s/coca-mig-%d.bin",
+                                            g_get_tmp_dir(), getpid());
+    Coca *src = coca_ready(NULL);
+    GByteArray *st;
+    size_t base, i;
+
+    echo_ok(src);
+    st = mig_to_file(src, path);
+    coca_stop(src);
+    base = coca_section(st);
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_autofree char *log = log_path("corrupt");
+        g_autofree char *uri = g_strdup_printf("file:%s", path);
+        g_autofree char *status = NULL;
+        g_autoptr(GByteArray) bad = g_byte_array_new();
+        Coca *dst;
+
+        g_byte_array_append(bad, st->data, st->len);
+        memcpy(bad->data + base + cases[i].off, cases[i].bytes,
+               cases[i].len);
+        g_assert_true(g_file_set_contents(path, (char *)bad->data, bad->len,
+                                          NULL));
+        dst = coca_incoming(NULL, NULL, log);
+        qtest_qmp_assert_success(dst->qts, "{'execute': 'migrate-incoming', "
+                                 "'arguments': {'uri': %s, "
+                                 "'exit-on-error': false}}", uri);
+        status = mig_wait(dst->qts, NULL);
+        g_test_message("corruption %zu: %s", i, status);
+        g_assert_cmpstr(status, ==, "failed");
+        g_assert_true(log_has(log, cases[i].error));
+        /* the destination is still alive and answers */
+        g_free(mig_status(dst->qts, NULL));
+        coca_stop(dst);
+        unlink(log);
+    }
+    g_byte_array_unref(st);
+    unlink(path);
+}
+
+#ifdef CONFIG_CURL
+/* An open KBS session moves with its cookies */
+static void test_migration_kbs_session(void)
+{
+    const char *url = kbs_env("COCA_KBS_URL");
+    g_autofree char *log = log_path("kbs");
+    g_autofree char *obj = NULL;
+    Coca *src, *dst;
+    uint32_t s;
+    KbsReply r;
+    QDict *info;
+
+    if (!url) {
+        return;
+    }
+    kbs_faults(NULL);
+    obj = g_strdup_printf("-object coco-attest-kbs,id=kbs0,url=%s", url);
+    src = kbs_ready(url, NULL, NULL);
+    s = kbs_open(src, COCA_STATUS_OK);
+    kbs_open(src, COCA_STATUS_OK);
+    kbs_auth_ok(src, s);
+    dst = coca_incoming(obj, ",kbs=kbs0", log);
+    g_assert_true(coca_migrate(src, dst));
+    info = query_one(dst);
+    g_assert_cmpint(qdict_get_int(info, "kbs-sessions"), ==, 2);
+    g_assert_cmpint(qdict_get_int(info, "kbs-requests"), ==, 1);
+    qobject_unref(info);
+    /* the KBS still knows the session: the cookie came along */
+    dst->seq = src->seq;
+    g_assert_cmpuint(kbs_forward(dst, s, COCA_KBS_POST, "/kbs/v0/attest",
+                                 KBS_JSON, KBS_ATTEST_BODY, &r), ==,
+                     COCA_STATUS_OK);
+    g_assert_cmpuint(r.http, ==, 401);
+    g_assert_nonnull(strstr(r.body, "nonce mismatch"));
+    kbs_reply_clear(&r);
+    coca_stop(src);
+    coca_stop(dst);
+
+    /* a destination without a KBS backend cannot take the guest */
+    dst = coca_incoming(NULL, NULL, log);
+    src = kbs_ready(url, NULL, NULL);
+    g_assert_false(coca_migrate(src, dst));
+    g_assert_true(log_has(log, "feature(s) KBS (0x10) that this device "
+                          "does not offer"));
+    coca_stop(src);
+    coca_stop(dst);
+    unlink(log);
+}
+
+/* A KBS exchange pending at migration: RETRY, then it succeeds */
+static void test_migration_kbs_pending(void)
+{
+    const char *url = kbs_env("COCA_KBS_URL");
+    g_autofree char *log = log_path("kbs-pending");
+    g_autofree char *obj = NULL, *body = NULL;
+    struct coca_kbs_forward_req h;
+    Coca *src, *dst;
+    uint32_t s;
+    Msg m;
+
+    if (!url) {
+        return;
+    }
+    obj = g_strdup_printf("-object coco-attest-kbs,id=kbs0,url=%s", url);
+    src = kbs_ready(url, NULL, NULL);
+    dst = coca_incoming(obj, ",kbs=kbs0", log);
+    s = kbs_open(src, COCA_STATUS_OK);
+    kbs_faults("{\"delay\": 2}");
+    h = (struct coca_kbs_forward_req) {
+        .session = cpu_to_le32(s),
+        .method = cpu_to_le16(COCA_KBS_POST),
+        .path_len = cpu_to_le16(12),
+        .ctype_len = cpu_to_le16(strlen(KBS_JSON)),
+        .body_len = cpu_to_le32(strlen(KBS_AUTH_BODY)),
+    };
+    body = g_strconcat("/kbs/v0/auth", KBS_JSON, KBS_AUTH_BODY, NULL);
+    m = msg_new(src, COCA_OP_KBS_FORWARD, sizeof(h) + strlen(body));
+    {
+        g_autofree uint8_t *req = g_malloc(m.req_len);
+
+        memcpy(req, &h, sizeof(h));
+        memcpy(req + sizeof(h), body, strlen(body));
+        g_assert_cmpuint(page_req(src, &m, req, m.req_len), ==,
+                         COCA_STATUS_PENDING);
+    }
+    g_assert_true(coca_migrate(src, dst));
+    kbs_faults(NULL);
+    m = page_wait(dst);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_RETRY);
+    g_assert_cmpuint(cmd(dst, COCA_CMD_ACK), ==, COCA_RES_OK);
+    dst->seq = src->seq;
+    kbs_auth_ok(dst, s);
+    coca_stop(src);
+    coca_stop(dst);
+    unlink(log);
+}
+#endif /* CONFIG_CURL */
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -3234,7 +3691,18 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/ca/feature", test_ca_feature);
     qtest_add_func("/coco-attest/ca/startup-errors", test_ca_startup_errors);
 #endif
+    qtest_add_func("/coco-attest/migration/idle", test_migration_idle);
+    qtest_add_func("/coco-attest/migration/port-stream",
+                   test_migration_port_stream);
+    qtest_add_func("/coco-attest/migration/pending", test_migration_pending);
+    qtest_add_func("/coco-attest/migration/fewer-features",
+                   test_migration_fewer_features);
+    qtest_add_func("/coco-attest/migration/corrupt", test_migration_corrupt);
 #ifdef CONFIG_CURL
+    qtest_add_func("/coco-attest/migration/kbs-session",
+                   test_migration_kbs_session);
+    qtest_add_func("/coco-attest/migration/kbs-pending",
+                   test_migration_kbs_pending);
     qtest_add_func("/coco-attest/kbs/config", test_kbs_config);
     qtest_add_func("/coco-attest/kbs/sessions", test_kbs_sessions);
     qtest_add_func("/coco-attest/kbs/cookies", test_kbs_cookies);

@@ -103,6 +103,7 @@ struct coca_dev {
     uint8_t cur_ext;
     uint32_t last_status;           /* host status of the last response */
     uint32_t last_result;           /* COCA_RES_* of a refused command */
+    uint32_t retries;               /* requests resubmitted after RETRY */
     /* KBS forwarding: the host's per-request timeout (KBS_CONFIG) */
     uint32_t kbs_timeout_ms;
     uint8_t kbs_configured;         /* kbs_timeout_ms is known */
@@ -126,8 +127,12 @@ int coca_negotiate(struct coca_dev *d, uint64_t want);
  * Send one request and wait for its response.  req/req_len is the
  * payload, resp/resp_cap the caller's buffer; *resp_len receives the
  * response length (with COCA_E_TOOBIG: the length needed).  With
- * COCA_E_STATUS, d->last_status holds the host status.
+ * COCA_E_STATUS, d->last_status holds the host status.  A RETRY answer
+ * (the VM migrated while the request was in flight) is handled here: the
+ * request is sent again from req, up to COCA_RETRY_MAX times, counted in
+ * d->retries.  coca_submit()/coca_poll() users see RETRY themselves.
  */
+#define COCA_RETRY_MAX  4
 int coca_call(struct coca_dev *d, enum coca_channel ch, uint16_t op,
               const void *req, uint32_t req_len,
               void *resp, uint32_t resp_cap, uint32_t *resp_len);
