@@ -12,12 +12,12 @@
 #                                    write the QEMU change as a
 #                                    git format-patch series
 #
-# Suites: abi, guest, ca, kbs, libvirt, qtest, patches (default: all).  Everything is idempotent;
+# Suites: abi, guest, ca, kbs, migration, libvirt, qtest, patches (default: all).  Everything is idempotent;
 # expensive steps are cached under ${XDG_CACHE_HOME:-~/.cache}/coco-attest.
 set -euo pipefail
 . "$(dirname "$0")/scripts/lib.sh"
 
-ALL_SUITES=(abi guest ca kbs libvirt qtest patches)
+ALL_SUITES=(abi guest ca kbs migration libvirt qtest patches)
 
 usage() {
     sed -n '4,14p' "$0" | sed 's/^# \{0,1\}//'

@@ -134,6 +134,43 @@ suite_kbs() {
     kbs_env_stop
 }
 
+# tap_script NAME CMD...: a TAP script run directly, counted as one test
+tap_script() {
+    local name=$1 log=$LOGDIR/$1.log
+    shift
+    log "suite $name: $*"
+    if "$@" > "$log" 2>&1; then
+        printf '  %-8s   1 ok, 0 failed  (%s test cases; log %s)\n' "$name" \
+            "$(grep -c '^ok ' "$log")" "$log"
+        passed=$((passed + 1))
+    else
+        grep -E '^not ok|^#' "$log" | head -n 40
+        printf '  %-8s   0 ok, 1 failed  (log %s)\n' "$name" "$log"
+        failed=$((failed + 1))
+    fi
+}
+
+# Live migration: the migration qtests (with the test KBS for the
+# session and pending-exchange cases, and the reset cases), the
+# vmstate compatibility gate, and a bare-metal guest migrated while its
+# request is pending.
+suite_migration() {
+    . "$TOP/tests/kbs/kbs-env.sh"
+    if ! kbs_env_start "$TOP/build/kbs-test"; then
+        echo "  migration: the test KBS did not start"
+        failed=$((failed + 1))
+        return
+    fi
+    meson_suite migration "$QBUILD" qtest-x86_64/coco-attest-test \
+        --test-args '-p /x86_64/coco-attest/migration'
+    kbs_env_stop
+    # (a reset with a KBS exchange pending is in the kbs suite)
+    meson_suite reset "$QBUILD" qtest-x86_64/coco-attest-test \
+        --test-args '-p /x86_64/coco-attest/async/reset'
+    tap_script vmstate bash "$TOP/tests/vmstate/vmstate-gate.sh" \
+        "$TOP/build/qemu-system-x86_64" "$TOP/build/qemu-src"
+}
+
 suite_patches() {
     local log=$LOGDIR/patches.log
     log "suite patches: export, git am on upstream $QEMU_VERSION, checkpatch"
