@@ -1248,17 +1248,13 @@ const char *coca_strerror(int err)
     return "unknown error";
 }
 
+/* every status has a name */
+COCA_ABI_ASSERT(sizeof((const char *[])COCA_STATUS_NAMES) /
+                sizeof(const char *) == COCA_STATUS_COUNT);
+
 const char *coca_status_name(uint32_t status)
 {
-    static const char *const names[] = {
-        "OK", "PENDING", "RETRY", "BAD_HEADER", "UNSUPPORTED", "INVALID",
-        "NOT_NEGOTIATED", "NO_SPACE", "TOO_LARGE", "BAD_BUFFER", "VERSION",
-        "FEATURE", "INTERNAL", "NOT_PROVISIONED", "RATE_LIMITED",
-        "BAD_SIGNATURE", "UNSUPPORTED_KEY", "EXPIRED", "EK_MISMATCH",
-        "NONCE", "KBS_UNREACHABLE", "KBS_TIMEOUT", "KBS_TLS",
-        "KBS_TOO_LARGE", "KBS_PATH", "NO_SESSION", "BUSY", "KBS_PROTOCOL",
-    };
-
+    static const char *const names[] = COCA_STATUS_NAMES;
     if (status < sizeof(names) / sizeof(names[0])) {
         return names[status];
     }

@@ -33,6 +33,7 @@
 #include "qemu/timer.h"
 #include "qemu/rcu.h"
 #include "qapi/error.h"
+#include "qapi/qapi-events-coco-attest.h"
 #include "block/aio.h"
 #include "block/thread-pool.h"
 #include "exec/address-spaces.h"
@@ -322,6 +323,60 @@ static void coca_finish_port(CocoAttestReq *req)
     s->port_response = true;
 }
 
+/* QMP events for management: rate-limited by the monitor */
+static void coca_event(CocoAttestReq *req)
+{
+    static const char *const names[] = COCA_STATUS_NAMES;
+    DeviceState *dev = DEVICE(req->s);
+    g_autofree char *path = NULL;
+    uint16_t cmd = req->hdr.command;
+    const char *status;
+
+    switch (req->status) {
+    case COCA_STATUS_OK:
+        if (cmd != COCA_OP_CERTIFY_EK && cmd != COCA_OP_CERTIFY_AK) {
+            return;
+        }
+        path = object_get_canonical_path(OBJECT(dev));
+        qapi_event_send_coco_attest_cert_issued(
+            dev->id, path,
+            cmd == COCA_OP_CERTIFY_EK ? COCO_ATTEST_CERT_KIND_EK
+                                      : COCO_ATTEST_CERT_KIND_AK);
+        return;
+    case COCA_STATUS_BAD_HEADER:
+    case COCA_STATUS_UNSUPPORTED:
+    case COCA_STATUS_INVALID:
+    case COCA_STATUS_NOT_NEGOTIATED:
+    case COCA_STATUS_TOO_LARGE:
+    case COCA_STATUS_BAD_BUFFER:
+    case COCA_STATUS_FEATURE:
+    case COCA_STATUS_BAD_SIGNATURE:
+    case COCA_STATUS_NONCE:
+    case COCA_STATUS_KBS_PATH:
+    case COCA_STATUS_NO_SESSION:
+        path = object_get_canonical_path(OBJECT(dev));
+        qapi_event_send_coco_attest_guest_error(dev->id, path, cmd,
+                                                names[req->status]);
+        return;
+    case COCA_STATUS_KBS_UNREACHABLE:
+    case COCA_STATUS_KBS_TIMEOUT:
+    case COCA_STATUS_KBS_TLS:
+    case COCA_STATUS_KBS_TOO_LARGE:
+    case COCA_STATUS_KBS_PROTOCOL:
+    case COCA_STATUS_INTERNAL:
+        if (cmd != COCA_OP_KBS_FORWARD || !req->kbs_path) {
+            return;
+        }
+        status = names[req->status];
+        path = object_get_canonical_path(OBJECT(dev));
+        qapi_event_send_coco_attest_kbs_error(dev->id, path, status,
+                                              req->kbs_path);
+        return;
+    default:
+        return;
+    }
+}
+
 /*
  * Deliver the response of @req to the guest and retire it.  Runs with the
  * BQL held, either synchronously from the register write or from a
@@ -362,6 +417,7 @@ static void coca_complete(CocoAttestReq *req)
     if (req->status != COCA_STATUS_OK) {
         s->stat_errors++;
     }
+    coca_event(req);
     trace_coco_attest_complete(coca_chan_name(req->chan), req->hdr.command,
                                req->hdr.seq, req->status, req->out_len);
     s->inflight = NULL;

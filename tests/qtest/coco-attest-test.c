@@ -989,6 +989,43 @@ static void test_reset_pending(void)
     coca_stop(c);
 }
 
+/* Guest protocol errors reach management as events, at most one a second */
+static void test_guest_error_event(void)
+{
+    Coca *c = coca_ready(NULL);
+    QDict *ev, *data;
+    Msg m;
+
+    m = msg_new(c, COCA_OP_ECHO, 0);
+    m.magic ^= 1;
+    g_assert_cmpuint(page_req(c, &m, NULL, 0), ==, COCA_STATUS_BAD_HEADER);
+    ev = qtest_qmp_eventwait_ref(c->qts, "COCO_ATTEST_GUEST_ERROR");
+    data = qdict_get_qdict(ev, "data");
+    g_assert_cmpstr(qdict_get_str(data, "status"), ==, "BAD_HEADER");
+    g_assert_cmpint(qdict_get_int(data, "command"), ==, COCA_OP_ECHO);
+    g_assert_cmpstr(qdict_get_str(data, "qom-path"), ==,
+                    "/machine/peripheral/coca0");
+    qobject_unref(ev);
+
+    /* a second one within the second is held back... */
+    m = msg_new(c, 0x7777, 0);
+    g_assert_cmpuint(page_req(c, &m, NULL, 0), ==, COCA_STATUS_UNSUPPORTED);
+    qobject_unref(query_one(c));
+    g_assert_null(qtest_qmp_event_ref(c->qts, "COCO_ATTEST_GUEST_ERROR"));
+    /* ...and delivered when it is over (qtest: virtual time) */
+    qtest_clock_step(c->qts, 1000 * 1000 * 1000);
+    ev = qtest_qmp_eventwait_ref(c->qts, "COCO_ATTEST_GUEST_ERROR");
+    data = qdict_get_qdict(ev, "data");
+    g_assert_cmpstr(qdict_get_str(data, "status"), ==, "UNSUPPORTED");
+    g_assert_cmpint(qdict_get_int(data, "command"), ==, 0x7777);
+    qobject_unref(ev);
+    /* a successful request emits nothing */
+    echo_ok(c);
+    qobject_unref(query_one(c));
+    g_assert_null(qtest_qmp_event_ref(c->qts, "COCO_ATTEST_GUEST_ERROR"));
+    coca_stop(c);
+}
+
 /* ------------------------------------------------------------------ */
 /* Bad input: each is refused with its documented result, then a valid */
 /* request still succeeds.                                              */
@@ -1675,6 +1712,14 @@ static void test_ca_certify_ak(void)
     csr = greedy_csr(key);
     g_assert_cmpuint(certify_ak(c, csr, &certs), ==, COCA_STATUS_OK);
     verify_chain(dir, certs);
+    {
+        QDict *ev = qtest_qmp_eventwait_ref(c->qts,
+                                            "COCO_ATTEST_CERT_ISSUED");
+
+        g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "kind"),
+                        ==, "ak");
+        qobject_unref(ev);
+    }
 
     crt = crt_of(g_ptr_array_index(certs, 0));
     /* the certificate is for the CSR's key... */
@@ -2971,6 +3016,17 @@ static void test_kbs_faults(void)
         if (cases[i].status == COCA_STATUS_OK) {
             g_assert_cmpuint(r.http, ==, cases[i].http);
         }
+        if (i == 0) {
+            /* management hears of it (later ones: rate-limited) */
+            QDict *ev = qtest_qmp_eventwait_ref(c->qts,
+                                                "COCO_ATTEST_KBS_ERROR");
+            QDict *data = qdict_get_qdict(ev, "data");
+
+            g_assert_cmpstr(qdict_get_str(data, "status"), ==, "KBS_TIMEOUT");
+            g_assert_cmpstr(qdict_get_str(data, "path"), ==, "/kbs/v0/auth");
+            g_assert_cmpstr(qdict_get_str(data, "id"), ==, "coca0");
+            qobject_unref(ev);
+        }
         if (cases[i].status == COCA_STATUS_KBS_TIMEOUT) {
             /* given up after the timeout, not after the KBS's 3 s */
             g_assert_cmpint(elapsed, >=, 1400 * 1000);
@@ -3678,6 +3734,8 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/bad/payload", test_bad_payload);
     qtest_add_func("/coco-attest/bad/port", test_bad_port);
     qtest_add_func("/coco-attest/bad/access-size", test_access_size);
+    qtest_add_func("/coco-attest/events/guest-error",
+                   test_guest_error_event);
 #ifdef CONFIG_GNUTLS
     qtest_add_func("/coco-attest/ca/identity", test_ca_identity);
     qtest_add_func("/coco-attest/ca/certify-ak", test_ca_certify_ak);

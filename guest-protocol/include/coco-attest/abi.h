@@ -179,6 +179,17 @@ COCA_ABI_ASSERT(sizeof(struct coca_hdr) == 48);
 #define COCA_STATUS_KBS_PROTOCOL        27  /* malformed HTTP answer */
 
 /* The guest writes this into coca_hdr.status before ringing */
+/* The names of the statuses above, indexed by value (logs, QMP events) */
+#define COCA_STATUS_NAMES {                                             \
+    "OK", "PENDING", "RETRY", "BAD_HEADER", "UNSUPPORTED", "INVALID",   \
+    "NOT_NEGOTIATED", "NO_SPACE", "TOO_LARGE", "BAD_BUFFER", "VERSION", \
+    "FEATURE", "INTERNAL", "NOT_PROVISIONED", "RATE_LIMITED",           \
+    "BAD_SIGNATURE", "UNSUPPORTED_KEY", "EXPIRED", "EK_MISMATCH",       \
+    "NONCE", "KBS_UNREACHABLE", "KBS_TIMEOUT", "KBS_TLS",               \
+    "KBS_TOO_LARGE", "KBS_PATH", "NO_SESSION", "BUSY", "KBS_PROTOCOL",  \
+}
+#define COCA_STATUS_COUNT       28
+
 #define COCA_STATUS_NONE                0xffffffffu
 
 /* Protocol versions negotiated by COCA_OP_NEGOTIATE */
