@@ -169,6 +169,8 @@ suite_migration() {
         --test-args '-p /x86_64/coco-attest/async/reset'
     tap_script vmstate bash "$TOP/tests/vmstate/vmstate-gate.sh" \
         "$TOP/build/qemu-system-x86_64" "$TOP/build/qemu-src"
+    COCA_QEMU=$TOP/build/qemu-system-x86_64 \
+        meson_suite migration-guest "$TOP/build/project" --suite migration
 }
 
 suite_patches() {

@@ -374,6 +374,27 @@ static void scenario_async(void)
     echo_on(COCA_CH_PAGE, 64, 0, "synchronous echo afterwards");
 }
 
+/*
+ * Run with a long x-echo-delay-ms: the host migrates the VM while the
+ * request is pending (tests/guest/run-baremetal-migrate.py), the
+ * destination answers RETRY, and the library resends it transparently.
+ */
+static void scenario_migrate(void)
+{
+    if (setup_negotiated()) {
+        return;
+    }
+    echo_on(COCA_CH_PAGE, 256, COCA_ECHO_ASYNC,
+            "asynchronous echo across a live migration (page channel)");
+    echo_on(COCA_CH_PORT, 256, COCA_ECHO_ASYNC,
+            "asynchronous echo across a second migration (port channel)");
+    puts_("    resent after RETRY: ");
+    put_dec(dev.retries);
+    puts_("\n");
+    check(dev.retries == 2, "each request answered RETRY was resent once",
+          0);
+}
+
 static void scenario_errors(void)
 {
     struct coca_ops bad;
@@ -684,6 +705,7 @@ static const struct {
     { "large", scenario_large },
     { "async", scenario_async },
     { "bench", scenario_bench },
+    { "migrate", scenario_migrate },
 };
 
 void guest_main(uint32_t magic, const struct multiboot_info *mbi);
@@ -715,7 +737,8 @@ void guest_main(uint32_t magic, const struct multiboot_info *mbi)
         }
         for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
             if (word_eq(p, n, scenarios[i].name) ||
-                (word_eq(p, n, "all") && scenarios[i].fn != scenario_bench)) {
+                (word_eq(p, n, "all") && scenarios[i].fn != scenario_bench &&
+                 scenarios[i].fn != scenario_migrate)) {
                 puts_("scenario ");
                 puts_(scenarios[i].name);
                 puts_("\n");
@@ -727,7 +750,7 @@ void guest_main(uint32_t magic, const struct multiboot_info *mbi)
     }
     if (!ran) {
         puts_("no scenario given (probe negotiate echo large async errors "
-              "bench all)\n");
+              "bench migrate all)\n");
         guest_exit(0);
     }
     guest_exit(failures == 0);
