@@ -119,4 +119,8 @@ kbs_env_stop() {
         wait "$p" 2> /dev/null
     done
     KBS_PIDS=
+    # nothing later may think a KBS is still listening
+    unset COCA_KBS_URL COCA_KBS_TLS_URL COCA_KBS_MTLS_URL COCA_KBS_CONTROL \
+        COCA_KBS_LOG COCA_KBS_TLS_LOG COCA_KBS_TLS_DIR COCA_KBS_CLIENT_TLS_DIR \
+        COCA_KBS_BAD_TLS_DIR COCA_KBS_SECRET COCA_KBS_SECRET_SHA256
 }
