@@ -29,12 +29,10 @@
 
 #include <glib.h>
 #include <libxml/parser.h>
-#include <libxml/xpath.h>
-#include <libxml/xpathInternals.h>
 
+#include "hook-domain.h"
 #include "provision.h"
 
-#define COCA_XMLNS          "https://coco-attest.invalid/xmlns/domain/1"
 #define DEFAULT_CONF        "/etc/coco-attest/hook.conf"
 #define DEFAULT_STATE_DIR   "/var/lib/coco-attest"
 #define DEFAULT_GROUP       "libvirt-qemu"
@@ -103,163 +101,13 @@ static gboolean load_conf(HookConf *hc, GError **errp)
     return TRUE;
 }
 
-/* The text of the first node matching expr, or NULL */
-static char *xpath_str(xmlXPathContextPtr ctx, const char *expr)
-{
-    xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
-    char *ret = NULL;
-
-    if (o && o->nodesetval && o->nodesetval->nodeNr > 0) {
-        xmlChar *s = xmlNodeGetContent(o->nodesetval->nodeTab[0]);
-
-        if (s) {
-            ret = g_strstrip(g_strdup((const char *)s));
-            xmlFree(s);
-        }
-    }
-    xmlXPathFreeObject(o);
-    return ret;
-}
-
-static gboolean parse_bool(const char *s, gboolean *out)
-{
-    if (!s) {
-        return TRUE;
-    }
-    if (!strcmp(s, "yes") || !strcmp(s, "true")) {
-        *out = TRUE;
-    } else if (!strcmp(s, "no") || !strcmp(s, "false")) {
-        *out = FALSE;
-    } else {
-        return FALSE;
-    }
-    return TRUE;
-}
-
-typedef struct Domain {
-    char *uuid;
-    char *name;
-    gboolean has_identity;
-    CocaClaims claims;
-    gid_t dac_gid;              /* from <seclabel model='dac'>, or -1 */
-} Domain;
-
-/*
- * Parse the domain XML.  Returns FALSE with a reason for XML that is
- * broken or metadata that is invalid; domains without coco-attest
- * metadata parse fine with has_identity FALSE.
- */
-static gboolean parse_domain(const char *xml, gsize len, Domain *d,
-                             char **why)
-{
-    xmlDocPtr doc;
-    xmlXPathContextPtr ctx = NULL;
-    g_autofree char *num = NULL, *gce = NULL, *rekey = NULL, *label = NULL;
-    gboolean ok = FALSE;
-    char *end;
-
-    memset(d, 0, sizeof(*d));
-    d->dac_gid = (gid_t)-1;
-    doc = xmlReadMemory(xml, len, "domain.xml", NULL,
-                        XML_PARSE_NONET |
-                        XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (!doc) {
-        *why = g_strdup("the domain XML does not parse");
-        return FALSE;
-    }
-    ctx = xmlXPathNewContext(doc);
-    if (!ctx ||
-        xmlXPathRegisterNs(ctx, (const xmlChar *)"coca",
-                           (const xmlChar *)COCA_XMLNS) != 0) {
-        *why = g_strdup("out of memory");
-        goto out;
-    }
-    d->uuid = xpath_str(ctx, "/domain/uuid");
-    d->name = xpath_str(ctx, "/domain/name");
-    if (!d->uuid || !d->name) {
-        *why = g_strdup("the domain XML has no uuid or name");
-        goto out;
-    }
-    {
-        xmlXPathObjectPtr o = xmlXPathEvalExpression(
-            (const xmlChar *)"/domain/metadata/coca:instance", ctx);
-
-        d->has_identity = o && o->nodesetval && o->nodesetval->nodeNr > 0;
-        if (d->has_identity && o->nodesetval->nodeNr > 1) {
-            xmlXPathFreeObject(o);
-            *why = g_strdup("more than one coca:instance in <metadata>");
-            goto out;
-        }
-        xmlXPathFreeObject(o);
-    }
-    if (!d->has_identity) {
-        ok = TRUE;
-        goto out;
-    }
-
-#define I "/domain/metadata/coca:instance/"
-    d->claims.project_id = xpath_str(ctx, I "coca:project/@id");
-    num = xpath_str(ctx, I "coca:project/@number");
-    d->claims.zone = xpath_str(ctx, I "coca:zone");
-    d->claims.instance_name = xpath_str(ctx, I "coca:name");
-    d->claims.instance_id = xpath_str(ctx, I "coca:id");
-    d->claims.oid = xpath_str(ctx, I "coca:profile/@oid");
-    gce = xpath_str(ctx, I "coca:profile/@gce");
-    rekey = xpath_str(ctx, I "coca:ek/@rekey");
-#undef I
-    if (!d->claims.instance_name) {
-        d->claims.instance_name = g_strdup(d->name);
-    }
-    if (!d->claims.instance_id) {
-        d->claims.instance_id = g_strdup(d->uuid);
-    }
-    if (!num || !g_ascii_isdigit(*num) ||
-        (d->claims.project_number = g_ascii_strtoull(num, &end, 10),
-         *end)) {
-        *why = g_strdup("coca:project needs a decimal number attribute");
-        goto out;
-    }
-    if (!parse_bool(gce, &d->claims.gce) ||
-        !parse_bool(rekey, &d->claims.ek_rekey)) {
-        *why = g_strdup("coca:profile/@gce and coca:ek/@rekey are yes or "
-                        "no");
-        goto out;
-    }
-    /* <seclabel type='...' model='dac'><label>+UID:+GID</label> */
-    label = xpath_str(ctx, "/domain/seclabel[@model='dac']/label");
-    if (label) {
-        const char *colon = strchr(label, ':');
-
-        if (colon && colon[1] == '+' && g_ascii_isdigit(colon[2])) {
-            d->dac_gid = (gid_t)g_ascii_strtoull(colon + 2, NULL, 10);
-        }
-    }
-    ok = TRUE;
-out:
-    xmlXPathFreeContext(ctx);
-    xmlFreeDoc(doc);
-    return ok;
-}
-
-static void domain_clear(Domain *d)
-{
-    g_free(d->uuid);
-    g_free(d->name);
-    coca_claims_clear(&d->claims);
-}
-
-static gboolean uuid_ok(const char *u)
-{
-    return strlen(u) == 36 && strspn(u, "0123456789abcdefABCDEF-") == 36;
-}
-
 int main(int argc, char **argv)
 {
     g_autofree char *xml = NULL, *why = NULL, *dir = NULL;
     g_autoptr(GError) err = NULL;
     GString *in = g_string_new(NULL);
     HookConf hc = { 0 };
-    Domain d;
+    CocaDomain d;
     CocaCa ca;
     char buf[65536];
     size_t n;
@@ -292,7 +140,7 @@ int main(int argc, char **argv)
         g_string_free(in, TRUE);
         return 0;
     }
-    if (!parse_domain(in->str, in->len, &d, &why)) {
+    if (!coca_domain_parse(in->str, in->len, &d, &why)) {
         g_string_free(in, TRUE);
         /* a running domain must never be killed by the hook */
         if (!strcmp(op, "reconnect")) {
@@ -302,10 +150,10 @@ int main(int argc, char **argv)
     }
     g_string_free(in, TRUE);
     if (!d.has_identity) {
-        domain_clear(&d);
+        coca_domain_clear(&d);
         return 0;
     }
-    if (!uuid_ok(d.uuid)) {
+    if (!coca_uuid_ok(d.uuid)) {
         rc = refuse("%s: unexpected domain uuid '%s'", argv[1], d.uuid);
         goto out;
     }
@@ -359,7 +207,7 @@ int main(int argc, char **argv)
         goto out;
     }
 out:
-    domain_clear(&d);
+    coca_domain_clear(&d);
     g_free(hc.ca_cert);
     g_free(hc.ca_key);
     g_free(hc.state_dir);

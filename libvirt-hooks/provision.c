@@ -636,7 +636,6 @@ gboolean coca_ca_init(const char *ca_dir, const char *cn, unsigned days,
                       GError **errp)
 {
     g_autofree char *key_path = g_build_filename(ca_dir, "ca.key", NULL);
-    g_autofree char *crt_path = g_build_filename(ca_dir, "ca.crt", NULL);
     g_autofree char *pem = NULL;
     EVP_PKEY *key = NULL;
     X509 *crt = NULL;
