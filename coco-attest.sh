@@ -11,16 +11,19 @@
 #   ./coco-attest.sh export-patches [DIR]
 #                                    write the QEMU change as a
 #                                    git format-patch series
+#   ./coco-attest.sh bench           run every benchmark, one report
+#   ./coco-attest.sh fuzz [SECONDS]  fuzz every target (default 300 s)
 #
-# Suites: abi, guest, ca, kbs, migration, libvirt, qtest, patches (default: all).  Everything is idempotent;
-# expensive steps are cached under ${XDG_CACHE_HOME:-~/.cache}/coco-attest.
+# Suites: abi guest ca kbs migration libvirt qtest patches sanitize fuzz
+# (default: all).  Everything is idempotent; expensive steps are cached
+# under ${XDG_CACHE_HOME:-~/.cache}/coco-attest.
 set -euo pipefail
 . "$(dirname "$0")/scripts/lib.sh"
 
-ALL_SUITES=(abi guest ca kbs migration libvirt qtest patches)
+ALL_SUITES=(abi guest ca kbs migration libvirt qtest patches sanitize fuzz)
 
 usage() {
-    sed -n '4,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '4,18p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -94,6 +97,20 @@ CONF
         log "created a host CA in $R/etc/coco-attest/ca (file key)"
     fi
     log "installed; send libvirtd a SIGHUP (or restart it) to pick up the hook"
+    ;;
+bench)
+    build_all
+    bash "$TOP/bench/run-bench.sh"
+    /usr/bin/python3 "$TOP/bench/bench-ca.py"
+    bash "$TOP/bench/bench-kbs.sh"
+    bash "$TOP/bench/bench-libvirt.sh" ||
+        log "bench-libvirt.sh failed (it needs root and libvirt): skipped"
+    echo
+    /usr/bin/python3 "$TOP/bench/report.py"
+    ;;
+fuzz)
+    build_all
+    exec bash "$TOP/scripts/fuzz.sh" "${1:-300}"
     ;;
 export-patches)
     bash "$TOP/scripts/setup-deps.sh"

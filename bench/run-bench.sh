@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # Transport benchmark (not a test): in one bare-metal guest and one run,
-# time ECHO round trips of 16 B, 4 KiB and 64 KiB over the page and port
+# time ECHO round trips of 16 B to 64 KiB over the page and port
 # channels (TSC, best of 8), read same-size blobs through fw_cfg DMA and
 # fw_cfg port I/O, and count the I/O-port accesses (VM exits) one
 # request of each kind takes, from QEMU's memory_region_ops_* trace
@@ -16,7 +16,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 fwcfg=()
-for n in 16 4096 65528; do
+for n in 16 256 1024 4096 16384 65528; do
     head -c "$n" /dev/urandom > "$tmp/blob-$n"
     fwcfg+=(-fw_cfg "name=opt/coco-bench-$n,file=$tmp/blob-$n")
 done
@@ -76,13 +76,20 @@ for s in sizes:
             2 * dma / r["page-raw-cycles"], 2)
     rows.append(r)
 
-result = {"rows": rows, "exits-per-request": {
+transport = {"rows": rows, "exits-per-request": {
     "page-echo": exits.get("page"), "port-echo": exits.get("port"),
     "fwcfg-dma-read": exits.get("fwcfg-dma")},
     "notes": "TSC cycles under TCG, best of 8 (fw_cfg I/O best of 4); "
              "ratios are fw_cfg DMA time / channel time for the same size "
              "(same guest, same run)"}
-json.dump(result, open(out, "w"), indent=2)
+try:
+    result = json.load(open(out))
+except (OSError, ValueError):
+    result = {}
+result["transport"] = transport
+with open(out, "w") as f:
+    json.dump(result, f, indent=2)
+    f.write("\n")
 
 print("coco-attest transport benchmark (bare-metal guest, TCG, one run)")
 print("TSC cycles, best of 8; x = fw_cfg DMA time / this (>1.0x is faster)")
@@ -102,7 +109,7 @@ for r in rows:
 print("page channel throughput (bytes moved per cycle) vs fw_cfg DMA: " +
       ", ".join(f"{r['bytes']} B {r.get('page-raw-throughput-vs-fwcfg-dma')}x"
                 for r in rows))
-e = result["exits-per-request"]
+e = transport["exits-per-request"]
 print(f"VM exits per 16 B request: page channel {e['page-echo']}, "
       f"port channel {e['port-echo']}, fw_cfg DMA read {e['fwcfg-dma-read']}")
 print("page doorbell = the transport alone (request already in shared "

@@ -8,6 +8,12 @@
 # place: only files whose content changed are rewritten, so ninja only
 # rebuilds what the change touched.  build/ in the repository links to
 # the results.
+#
+# With COCA_SANITIZE=1 it builds a second flavour beside the first, in
+# work/build-asan: clang, AddressSanitizer and UndefinedBehaviorSanitizer
+# (--enable-asan, --enable-ubsan) and libFuzzer (--enable-fuzzing), which
+# adds the
+# qemu-fuzz-x86_64 binary; build/qemu-asan links to it.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/overlay.sh"
@@ -40,6 +46,13 @@ TARGETS=(
     tests/qtest/device-introspect-test
     tests/qtest/qom-test
 )
+if [ "${COCA_SANITIZE:-0}" = 1 ]; then
+    BLD=$WORK/build-asan
+    CONFIGURE_ARGS+=(--cc=clang --cxx=clang++ --host-cc=clang
+                     --enable-asan --enable-ubsan --enable-fuzzing)
+    TARGETS=(qemu-system-x86_64 qemu-fuzz-x86_64
+             tests/qtest/coco-attest-test)
+fi
 
 mkdir -p "$WORK"
 hash=$(overlay_hash)
@@ -65,15 +78,15 @@ if [ ! -f "$BLD/build.ninja" ] ||
     rm -rf "$BLD"
     mkdir -p "$BLD"
     (cd "$BLD" && "$SRC/configure" "${CONFIGURE_ARGS[@]}") \
-        > "$WORK/configure.log" 2>&1 ||
-        { tail -n 30 "$WORK/configure.log"; die "configure failed"; }
+        > "$BLD.configure.log" 2>&1 ||
+        { tail -n 30 "$BLD.configure.log"; die "configure failed"; }
     echo "$cfg_hash" > "$BLD/.coco-configure"
 fi
 
 log "building (ninja, $(nproc) jobs)"
-ninja -C "$BLD" "${TARGETS[@]}" > "$WORK/ninja.log" 2>&1 ||
-    { grep -E -B2 -A12 'error|FAILED' "$WORK/ninja.log" | head -n 80
-      die "build failed (full log: $WORK/ninja.log)"; }
+ninja -C "$BLD" "${TARGETS[@]}" > "$BLD.ninja.log" 2>&1 ||
+    { grep -E -B2 -A12 'error|FAILED' "$BLD.ninja.log" | head -n 80
+      die "build failed (full log: $BLD.ninja.log)"; }
 
 # A build-tree QEMU relocates its firmware path under qemu-bundle/: point
 # those directories at Debian's firmware packages, so that neither users
@@ -88,7 +101,12 @@ for d in "${fwdirs[@]}"; do
 done
 
 mkdir -p "$TOP/build"
+ln -sfn "$SRC" "$TOP/build/qemu-src"
+if [ "${COCA_SANITIZE:-0}" = 1 ]; then
+    ln -sfn "$BLD" "$TOP/build/qemu-asan"
+    log "built: build/qemu-asan/qemu-system-x86_64 and qemu-fuzz-x86_64"
+    exit 0
+fi
 ln -sfn "$BLD/qemu-system-x86_64" "$TOP/build/qemu-system-x86_64"
 ln -sfn "$BLD" "$TOP/build/qemu"
-ln -sfn "$SRC" "$TOP/build/qemu-src"
 log "built: build/qemu-system-x86_64"

@@ -8,6 +8,9 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 QBUILD=$QEMU_CACHE/work/build
+PBUILD=$TOP/build/project
+QEMU_BIN=$QBUILD/qemu-system-x86_64
+PREFIX=
 LOGDIR=$TOP/build/test-logs
 mkdir -p "$LOGDIR"
 passed=0
@@ -40,7 +43,7 @@ meson_suite() {
 }
 
 suite_abi() {
-    meson_suite abi "$TOP/build/project" --suite abi
+    meson_suite abi "$PBUILD" --suite abi
 }
 
 suite_guest() {
@@ -51,14 +54,14 @@ suite_guest() {
         return
     }
     test_instance
-    COCA_QEMU=$TOP/build/qemu-system-x86_64 COCA_VMLINUX=$vmlinux \
-        meson_suite guest "$TOP/build/project" --suite guest
+    COCA_QEMU=$QEMU_BIN COCA_VMLINUX=$vmlinux \
+        meson_suite guest "$PBUILD" --suite guest
 }
 
 # A host CA and an instance directory (with a pre-provisioned P-256 EK
 # certificate) for the qtests that exercise -object coco-attest-ca.
 test_instance() {
-    local d=$TOP/build/test-ca P=$TOP/build/project/libvirt-hooks/coco-attest-provision
+    local d=$TOP/build/test-ca P=$PBUILD/libvirt-hooks/coco-attest-provision
     if [ -z "${COCA_CA_DIR:-}" ]; then
         rm -rf "$d"
         mkdir -p "$d"
@@ -87,7 +90,7 @@ test_instance() {
 
 suite_ca() {
     test_instance
-    meson_suite ca "$TOP/build/project" --suite ca
+    meson_suite ca "$PBUILD" --suite ca
     meson_suite ca-qtest "$QBUILD" qtest-x86_64/coco-attest-test \
         --test-args '-p /x86_64/coco-attest/ca'
 }
@@ -100,16 +103,16 @@ suite_libvirt() {
         return
     }
     COCA_QEMU_BUILD=$QBUILD COCA_VMLINUX=$vmlinux \
-        meson_suite libvirt "$TOP/build/project" --suite libvirt
+        meson_suite libvirt "$PBUILD" --suite libvirt
 }
 
 suite_qtest() {
+    local more=(qtest-x86_64/qmp-cmd-test qtest-x86_64/device-introspect-test
+                qtest-x86_64/qom-test)
     test_instance
-    meson_suite qtest "$QBUILD" \
-        qtest-x86_64/coco-attest-test \
-        qtest-x86_64/qmp-cmd-test \
-        qtest-x86_64/device-introspect-test \
-        qtest-x86_64/qom-test
+    # the sanitizer build has only the device's own qtest
+    [ -z "$PREFIX" ] || more=()
+    meson_suite qtest "$QBUILD" qtest-x86_64/coco-attest-test "${more[@]}"
 }
 
 # The test KBS (HTTP and HTTPS) for the device's KBS forwarding: its
@@ -129,14 +132,14 @@ suite_kbs() {
     fi
     meson_suite kbs-qtest "$QBUILD" qtest-x86_64/coco-attest-test \
         --test-args '-p /x86_64/coco-attest/kbs'
-    COCA_QEMU=$TOP/build/qemu-system-x86_64 COCA_VMLINUX=$vmlinux \
-        meson_suite kbs "$TOP/build/project" --suite kbs
+    COCA_QEMU=$QEMU_BIN COCA_VMLINUX=$vmlinux \
+        meson_suite kbs "$PBUILD" --suite kbs
     kbs_env_stop
 }
 
 # tap_script NAME CMD...: a TAP script run directly, counted as one test
 tap_script() {
-    local name=$1 log=$LOGDIR/$1.log
+    local name=$PREFIX$1 log=$LOGDIR/$PREFIX$1.log
     shift
     log "suite $name: $*"
     if "$@" > "$log" 2>&1; then
@@ -168,9 +171,9 @@ suite_migration() {
     meson_suite reset "$QBUILD" qtest-x86_64/coco-attest-test \
         --test-args '-p /x86_64/coco-attest/async/reset'
     tap_script vmstate bash "$TOP/tests/vmstate/vmstate-gate.sh" \
-        "$TOP/build/qemu-system-x86_64" "$TOP/build/qemu-src"
-    COCA_QEMU=$TOP/build/qemu-system-x86_64 \
-        meson_suite migration-guest "$TOP/build/project" --suite migration
+        "$QEMU_BIN" "$TOP/build/qemu-src"
+    COCA_QEMU=$QEMU_BIN \
+        meson_suite migration-guest "$PBUILD" --suite migration
 }
 
 suite_patches() {
@@ -185,6 +188,38 @@ suite_patches() {
         printf '  %-8s   0 ok, 1 failed  (log %s)\n' patches "$log"
         failed=$((failed + 1))
     fi
+}
+
+# The same suites on QEMU built with clang, ASan and UBSan, and the host
+# tools with ASan and UBSan (results prefixed "san-").  LeakSanitizer is
+# off for QEMU, whose exit path does not free everything.
+suite_sanitize() {
+    log "sanitizer build: QEMU (clang, ASan, UBSan, libFuzzer) and host tools"
+    COCA_SANITIZE=1 bash "$TOP/scripts/build-qemu.sh" &&
+        COCA_SANITIZE=1 bash "$TOP/scripts/build-project.sh" || {
+        echo "  sanitize: the sanitizer build failed"
+        failed=$((failed + 1))
+        return
+    }
+    (
+        QBUILD=$QEMU_CACHE/work/build-asan
+        PBUILD=$TOP/build/project-asan
+        QEMU_BIN=$QBUILD/qemu-system-x86_64
+        PREFIX=san-
+        export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1
+        export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
+        for s in qtest guest ca kbs migration; do
+            "suite_$s"
+        done
+        echo "$passed $failed" > "$LOGDIR/.sanitize-counts"
+    )
+    read -r passed failed < "$LOGDIR/.sanitize-counts"
+}
+
+# Bounded fuzzing of every target (scripts/fuzz.sh), after replaying the
+# kept reproducers.
+suite_fuzz() {
+    tap_script fuzz bash "$TOP/scripts/fuzz.sh" "${COCA_FUZZ_SECONDS:-45}"
 }
 
 for s in "$@"; do

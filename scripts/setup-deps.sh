@@ -17,6 +17,7 @@ PKGS=(
     libxml2-dev libxml2-utils
     seabios qemu-system-data ipxe-qemu
     python3-cryptography swtpm-tools faketime libjson-c-dev
+    clang libclang-rt-14-dev python3-matplotlib
 )
 BPO_PKGS=(meson python3-pycotap
           libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu)

@@ -611,9 +611,13 @@ static uint64_t time_fw_cfg_io(uint16_t sel, uint32_t len)
  */
 static void scenario_bench(void)
 {
-    static const uint32_t sizes[] = { 16, 4096, 65536 - 8 };
+    static const uint32_t sizes[] = {
+        16, 256, 1024, 4096, 16384, 65536 - 8,
+    };
     static const char *const blobs[] = {
-        "opt/coco-bench-16", "opt/coco-bench-4096", "opt/coco-bench-65528",
+        "opt/coco-bench-16", "opt/coco-bench-256", "opt/coco-bench-1024",
+        "opt/coco-bench-4096", "opt/coco-bench-16384",
+        "opt/coco-bench-65528",
     };
     uint32_t i, sz;
     uint16_t sel;
@@ -621,7 +625,7 @@ static void scenario_bench(void)
     if (setup_negotiated()) {
         return;
     }
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         uint64_t c;
 
         puts_("bench page-raw ");
@@ -667,7 +671,7 @@ static void scenario_bench(void)
     outb(0x80, 0xc1);
     coca_echo(&dev, COCA_CH_PORT, 0, data, 16, out, sizeof(out), &sz);
     outb(0x80, 0xc2);
-    sel = fw_cfg_select(blobs[1], &sz);
+    sel = fw_cfg_select(blobs[3], &sz);
     outb(0x80, 0xc3);
     fw_cfg_dma(sel, 16);
     outb(0x80, 0xc4);

@@ -308,7 +308,8 @@ static void coca_finish_port(CocoAttestReq *req)
     s->port_len = COCA_HDR_SIZE;
     if (req->out_len > coca_resp_cap(req)) {
         h.status = COCA_STATUS_NO_SPACE;
-    } else {
+    } else if (req->out_len) {
+        /* (an error has no payload, and req->out is NULL then) */
         memcpy(s->port_buf + COCA_HDR_SIZE, req->out, req->out_len);
         s->port_len += req->out_len;
     }

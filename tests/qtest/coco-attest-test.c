@@ -1214,8 +1214,6 @@ static const BadHdr bad_hdrs[] = {
 static void test_bad_header(void)
 {
     Coca *c = coca_ready(NULL);
-    g_autofree uint8_t *p = echo_payload(0, 8, 1);
-    g_autofree uint8_t *rest = g_malloc0(COCA_INLINE_MAX);
     uint8_t page_before[COCA_INLINE_MAX], page_after[COCA_INLINE_MAX];
     size_t i;
 
@@ -2061,7 +2059,6 @@ static void check_ek_profile(GBytes *der, unsigned int key_usage)
 static void test_ca_certify_ek(void)
 {
     const char *dir = ca_dir();
-    g_autofree char *obj = NULL;
     char *d;
     gnutls_x509_privkey_t k1, k2, rsa;
     g_autoptr(GBytes) s1 = NULL, s2 = NULL, t = NULL;
