@@ -18,7 +18,8 @@ failed=0
 
 # meson_suite NAME BUILD_DIR TEST...: run meson tests, count the results
 meson_suite() {
-    local name=$1 dir=$2 log=$LOGDIR/$1.log json ok bad cases rc=0
+    local name=$PREFIX$1 dir=$2 log=$LOGDIR/$PREFIX$1.log json ok bad cases
+    local rc=0
     shift 2
     log "suite $name: $*"
     meson test -C "$dir" --no-rebuild --verbose "$@" > "$log" 2>&1 || rc=$?
@@ -61,7 +62,9 @@ suite_guest() {
 # A host CA and an instance directory (with a pre-provisioned P-256 EK
 # certificate) for the qtests that exercise -object coco-attest-ca.
 test_instance() {
-    local d=$TOP/build/test-ca P=$PBUILD/libvirt-hooks/coco-attest-provision
+    # fixtures: always the regular build (faketime and ASan do not mix)
+    local d=$TOP/build/test-ca
+    local P=$TOP/build/project/libvirt-hooks/coco-attest-provision
     if [ -z "${COCA_CA_DIR:-}" ]; then
         rm -rf "$d"
         mkdir -p "$d"
