@@ -2216,12 +2216,15 @@ static GBytes *tpm_ak_proof(gnutls_x509_privkey_t key, const uint8_t *nonce,
                                                        &k), ==, 0);
 #define PUT16(v) do { stw_be_p(w, v); g_byte_array_append(t, w, 2); } while (0)
 #define PUT32(v) do { stl_be_p(w, v); g_byte_array_append(t, w, 4); } while (0)
-#define PUT2B(d) do { size_t o_ = 0;                                        \
+/* a P-256 value as a TPM marshals it: exactly 32 bytes, big-endian */
+#define PUT2B(d) do { uint8_t v_[32] = { 0 }; size_t o_ = 0;                \
         while (o_ + 32 < (d).size && (d).data[o_] == 0) {                   \
             o_++;                                                           \
         }                                                                   \
-        PUT16((d).size - o_);                                               \
-        g_byte_array_append(t, (d).data + o_, (d).size - o_); } while (0)
+        g_assert_cmpuint((d).size - o_, <=, 32);                            \
+        memcpy(v_ + 32 - ((d).size - o_), (d).data + o_, (d).size - o_);   \
+        PUT16(32);                                                          \
+        g_byte_array_append(t, v_, 32); } while (0)
     PUT16(0x0023);              /* TPM_ALG_ECC */
     PUT16(0x000b);              /* nameAlg SHA-256 */
     PUT32(0x00050072);          /* restricted signing key attributes */
