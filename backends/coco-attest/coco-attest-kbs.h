@@ -58,6 +58,8 @@ bool coco_attest_kbs_path_allowed(bool post, const char *path, size_t len);
 /* Main loop: a new session (never fails), and dropping a reference. */
 CocoAttestKbsSession *coco_attest_kbs_session_new(CocoAttestKbs *kbs);
 CocoAttestKbsSession *coco_attest_kbs_session_ref(CocoAttestKbsSession *s);
+/* Abort a transfer running for @s (any thread); later ones fail at once */
+void coco_attest_kbs_session_cancel(CocoAttestKbsSession *s);
 void coco_attest_kbs_session_unref(CocoAttestKbsSession *s);
 
 /*

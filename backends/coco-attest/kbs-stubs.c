@@ -29,6 +29,11 @@ CocoAttestKbsSession *coco_attest_kbs_session_ref(CocoAttestKbsSession *s)
     g_assert_not_reached();
 }
 
+void coco_attest_kbs_session_cancel(CocoAttestKbsSession *s)
+{
+    g_assert_not_reached();
+}
+
 void coco_attest_kbs_session_unref(CocoAttestKbsSession *s)
 {
     g_assert_not_reached();

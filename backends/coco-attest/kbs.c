@@ -33,6 +33,7 @@
 #include "crypto/tlscreds.h"
 #include "crypto/tlscredsx509.h"
 #include "system/coco-attest-kbs.h"
+#include "hw/coco-attest/abi.h"
 #include "trace.h"
 
 #include <curl/curl.h>
@@ -53,6 +54,14 @@ struct CocoAttestKbs {
     uint32_t max_sessions;
     uint32_t session_timeout;
 
+    /*
+     * Fixed at completion, what requests use: later property changes
+     * cannot reach a request running in a worker thread.
+     */
+    bool ready;
+    char *base;                 /* the validated url */
+    uint32_t connect_ms, total_ms, max_body_in, sessions, idle_s;
+
     /* from tls-creds, at completion */
     char *ca_file;
     char *cert_file;
@@ -63,6 +72,7 @@ struct CocoAttestKbsSession {
     int refcnt;
     CocoAttestKbs *kbs;         /* referenced */
     CURL *curl;                 /* its connection and cookie jar */
+    int cancelled;              /* abort the transfer (atomic) */
     /*
      * The jar as Netscape cookie-file lines: a copy taken after each
      * request, so that migration can read it while a request runs; and
@@ -141,11 +151,11 @@ bool coco_attest_kbs_path_allowed(bool post, const char *path, size_t len)
 
 void coco_attest_kbs_limits(CocoAttestKbs *kbs, CocoAttestKbsLimits *lim)
 {
-    lim->url = kbs->url;
-    lim->max_sessions = kbs->max_sessions;
-    lim->session_timeout = kbs->session_timeout;
-    lim->max_response = kbs->max_response;
-    lim->timeout_ms = kbs->timeout_ms;
+    lim->url = kbs->base;
+    lim->max_sessions = kbs->sessions;
+    lim->session_timeout = kbs->idle_s;
+    lim->max_response = kbs->max_body_in;
+    lim->timeout_ms = kbs->total_ms;
 }
 
 CocoAttestKbsSession *coco_attest_kbs_session_new(CocoAttestKbs *kbs)
@@ -288,9 +298,24 @@ static size_t kbs_write(char *data, size_t size, size_t n, void *opaque)
     return len;
 }
 
-/* A fresh handle: the session's cookie jar lives as long as it does. */
-static CURL *kbs_handle(CocoAttestKbs *kbs)
+void coco_attest_kbs_session_cancel(CocoAttestKbsSession *s)
 {
+    qatomic_set(&s->cancelled, 1);
+}
+
+/* Worker side, during a transfer: stop when the session was closed */
+static int kbs_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow,
+                        curl_off_t ultotal, curl_off_t ulnow)
+{
+    CocoAttestKbsSession *s = opaque;
+
+    return qatomic_read(&s->cancelled);
+}
+
+/* A fresh handle: the session's cookie jar lives as long as it does. */
+static CURL *kbs_handle(CocoAttestKbsSession *s)
+{
+    CocoAttestKbs *kbs = s->kbs;
     CURL *c = curl_easy_init();
 
     if (!c) {
@@ -306,10 +331,13 @@ static CURL *kbs_handle(CocoAttestKbs *kbs)
 #endif
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)MIN(kbs->connect_timeout_ms, kbs->timeout_ms));
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)kbs->timeout_ms);
+                     (long)MIN(kbs->connect_ms, kbs->total_ms));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)kbs->total_ms);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "QEMU coco-attest-kbs");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, kbs_write);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, kbs_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
     if (kbs->ca_file) {
         curl_easy_setopt(c, CURLOPT_CAINFO, kbs->ca_file);
     }
@@ -328,6 +356,8 @@ static CocoAttestKbsResult kbs_result(CURLcode rc, bool too_large)
     switch (rc) {
     case CURLE_OK:
         return COCO_ATTEST_KBS_OK;
+    case CURLE_ABORTED_BY_CALLBACK:
+        return COCO_ATTEST_KBS_FAILED;  /* cancelled: nobody waits for it */
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
     case CURLE_SEND_ERROR:
@@ -382,11 +412,11 @@ CocoAttestKbsResult coco_attest_kbs_forward(CocoAttestKbsSession *s,
                                             char **why)
 {
     CocoAttestKbs *kbs = s->kbs;
-    g_autofree char *url = g_strconcat(kbs->url, path, NULL);
+    g_autofree char *url = g_strconcat(kbs->base, path, NULL);
     g_autofree char *ct_header = NULL;
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *headers = NULL;
-    KbsSink sink = { .max = MIN(max_response, kbs->max_response) };
+    KbsSink sink = { .max = MIN(max_response, kbs->max_body_in) };
     CocoAttestKbsResult r;
     long code = 0;
     char *ct = NULL;
@@ -394,7 +424,7 @@ CocoAttestKbsResult coco_attest_kbs_forward(CocoAttestKbsSession *s,
 
     memset(reply, 0, sizeof(*reply));
     if (!s->curl) {
-        s->curl = kbs_handle(kbs);
+        s->curl = kbs_handle(s);
         if (!s->curl) {
             *why = g_strdup("curl_easy_init failed");
             return COCO_ATTEST_KBS_FAILED;
@@ -587,8 +617,13 @@ static void kbs_complete(UserCreatable *uc, Error **errp)
     if (!base) {
         return;
     }
-    g_free(kbs->url);
-    kbs->url = base;
+    if (strlen(base) >= COCA_KBS_URL_MAX) {
+        error_setg(errp, "coco-attest-kbs: url longer than %d bytes",
+                   COCA_KBS_URL_MAX - 1);
+        g_free(base);
+        return;
+    }
+    kbs->base = base;
     if (kbs->max_sessions < 1 || kbs->max_sessions > KBS_MAX_SESSIONS_LIMIT) {
         error_setg(errp, "coco-attest-kbs: max-sessions must be 1 to %d",
                    KBS_MAX_SESSIONS_LIMIT);
@@ -603,7 +638,13 @@ static void kbs_complete(UserCreatable *uc, Error **errp)
     if (kbs->tls_creds && !kbs_load_creds(kbs, errp)) {
         return;
     }
-    trace_coco_attest_kbs_ready(kbs->url, kbs->ca_file ? kbs->ca_file : "",
+    kbs->connect_ms = kbs->connect_timeout_ms;
+    kbs->total_ms = kbs->timeout_ms;
+    kbs->max_body_in = kbs->max_response;
+    kbs->sessions = kbs->max_sessions;
+    kbs->idle_s = kbs->session_timeout;
+    kbs->ready = true;
+    trace_coco_attest_kbs_ready(kbs->base, kbs->ca_file ? kbs->ca_file : "",
                                 kbs->cert_file != NULL);
 }
 
@@ -616,6 +657,11 @@ static void kbs_set_url(Object *obj, const char *value, Error **errp)
 {
     CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
 
+    if (kbs->ready) {
+        error_setg(errp, "coco-attest-kbs: url cannot be changed once the "
+                   "object is created");
+        return;
+    }
     g_free(kbs->url);
     kbs->url = g_strdup(value);
 }
@@ -629,6 +675,11 @@ static void kbs_set_tls_creds(Object *obj, const char *value, Error **errp)
 {
     CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
 
+    if (kbs->ready) {
+        error_setg(errp, "coco-attest-kbs: tls-creds cannot be changed once "
+                   "the object is created");
+        return;
+    }
     g_free(kbs->tls_creds);
     kbs->tls_creds = g_strdup(value);
 }
@@ -661,6 +712,7 @@ static void kbs_instance_finalize(Object *obj)
     CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
 
     g_free(kbs->url);
+    g_free(kbs->base);
     g_free(kbs->tls_creds);
     g_free(kbs->ca_file);
     g_free(kbs->cert_file);

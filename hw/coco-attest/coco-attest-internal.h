@@ -108,6 +108,9 @@ struct CocoAttestState {
     uint8_t mig_inflight;           /* CocoAttestChan */
     uint8_t mig_retry;              /* answer RETRY on this channel */
     uint8_t mig_last_chan;          /* CocoAttestChan */
+    uint32_t mig_max_object;        /* what the guest was told */
+    uint8_t mig_nonce[COCA_NONCE_SIZE];
+    bool mig_nonce_valid;
     uint8_t *mig_kbs;               /* KBS session records */
     uint32_t mig_kbs_len;
     uint32_t mig_kbs_cap;

@@ -39,6 +39,7 @@
 #include "exec/address-spaces.h"
 #include "exec/memory.h"
 #include "hw/acpi/acpi_aml_interface.h"
+#include "hw/core/cpu.h"
 #include "hw/irq.h"
 #include "hw/nvram/fw_cfg.h"
 #include "hw/qdev-properties.h"
@@ -69,6 +70,7 @@ struct CocoAttestReq {
     CocoAttestCa *ca;           /* for backend work (referenced) */
     uint32_t arg;               /* command argument parsed on the vCPU */
     uint8_t nonce[COCA_NONCE_SIZE];     /* consumed by this request */
+    bool nonce_used;
     char *why;                  /* a failure to log on completion */
     /* KBS_FORWARD, parsed on the vCPU */
     CocoAttestKbsSession *ks;   /* referenced */
@@ -396,10 +398,12 @@ static void coca_complete(CocoAttestReq *req)
         return;
     }
     assert(s->inflight == req);
-    if (!runstate_is_running()) {
+    if (!runstate_is_running() && !current_cpu) {
         /*
          * No guest memory writes while the VM is stopped: its RAM may be
-         * on its way to a migration destination.  Deliver on resume.
+         * on its way to a migration destination.  Deliver on resume.  (A
+         * vCPU still finishing an I/O access while the VM stops writes
+         * before it is paused, which migration's final RAM pass covers.)
          */
         trace_coco_attest_parked(req->hdr.command, req->hdr.seq);
         s->parked = req;
@@ -823,6 +827,7 @@ static void coca_op_certify_ak(CocoAttestReq *req)
             return;
         }
         memcpy(req->nonce, req->s->nonce, sizeof(req->nonce));
+        req->nonce_used = true;
         req->s->nonce_valid = false;
     }
     if (!coco_attest_ca_take_token(req->s->ca)) {
@@ -857,6 +862,8 @@ static uint32_t coca_kbs_max_body(CocoAttestState *s)
 
 static void coca_session_close(CocoAttestSession *ses)
 {
+    /* a transfer still running for it ends now, not at its timeout */
+    coco_attest_kbs_session_cancel(ses->ks);
     coco_attest_kbs_session_unref(ses->ks);
     ses->ks = NULL;
     ses->id = 0;
@@ -880,6 +887,20 @@ static void coca_sessions_expire(CocoAttestState *s)
     }
 }
 
+static CocoAttestSession *coca_session_lookup(CocoAttestState *s,
+                                              uint32_t id)
+{
+    uint32_t i;
+
+    for (i = 0; id && i < s->n_sessions; i++) {
+        if (s->sessions[i].id == id) {
+            return &s->sessions[i];
+        }
+    }
+    return NULL;
+}
+
+/* A session the guest names, if it is open and has not expired */
 static CocoAttestSession *coca_session_find(CocoAttestState *s, uint32_t id)
 {
     uint32_t i;
@@ -1039,7 +1060,8 @@ static void coca_kbs_forward_done(void *opaque, int ret)
         if (req->status != COCA_STATUS_OK) {
             s->stat_kbs_errors++;
         }
-        ses = coca_session_find(s, req->kbs_session);
+        /* its own request kept it busy, not idle: no expiry here */
+        ses = coca_session_lookup(s, req->kbs_session);
         if (ses) {
             ses->last_used = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
         }
@@ -1599,6 +1621,9 @@ static void coca_answer_retry(CocoAttestState *s, CocoAttestChan chan)
     if (chan == COCA_CHAN_PAGE) {
         req->page = s->page;
         if (!coca_read(s->page, &req->hdr, COCA_HDR_SIZE)) {
+            COCA_LOG("request page 0x%" PRIx64 " is no longer RAM: the "
+                     "request in flight at migration gets no answer",
+                     s->page);
             coca_req_free(req);
             return;
         }
@@ -1713,6 +1738,15 @@ static bool coca_kbs_unpack(CocoAttestState *s)
     return true;
 }
 
+/* Nothing from an earlier save or load may pass for this stream's */
+static int coca_pre_load(void *opaque)
+{
+    CocoAttestState *s = opaque;
+
+    s->mig_kbs_len = 0;
+    return 0;
+}
+
 static int coca_pre_save(void *opaque)
 {
     CocoAttestState *s = opaque;
@@ -1720,6 +1754,17 @@ static int coca_pre_save(void *opaque)
     /* a request in flight is not drained: the destination says RETRY */
     s->mig_inflight = s->inflight ? s->inflight->chan : COCA_CHAN_NONE;
     s->mig_last_chan = s->last_chan;
+    s->mig_max_object = s->max_object;
+    /*
+     * ...and if it consumed the nonce (a TPM-format CERTIFY_AK), the
+     * resent request must find it again at the destination
+     */
+    memcpy(s->mig_nonce, s->nonce, sizeof(s->nonce));
+    s->mig_nonce_valid = s->nonce_valid;
+    if (s->inflight && s->inflight->nonce_used) {
+        memcpy(s->mig_nonce, s->inflight->nonce, sizeof(s->mig_nonce));
+        s->mig_nonce_valid = true;
+    }
     if (s->sessions) {
         coca_kbs_pack(s);
     }
@@ -1822,9 +1867,16 @@ static int coca_post_load(void *opaque, int version_id)
         COCA_MIG_ERROR("a request both in flight and done");
         return -EINVAL;
     }
-    if (s->sessions && !coca_kbs_unpack(s)) {
+    if (s->mig_max_object > s->max_object) {
+        COCA_MIG_ERROR("the guest was told max-object %u, this device has "
+                       "%u", s->mig_max_object, s->max_object);
         return -EINVAL;
     }
+    if ((s->negotiated_features & COCA_FEAT_KBS) && !coca_kbs_unpack(s)) {
+        return -EINVAL;
+    }
+    memcpy(s->nonce, s->mig_nonce, sizeof(s->nonce));
+    s->nonce_valid = s->mig_nonce_valid;
     /* the bytes after the stream read as zero, as on the source */
     memset(s->port_buf + s->port_len, 0, s->port_cap - s->port_len);
     s->last_chan = s->mig_last_chan;
@@ -2048,6 +2100,7 @@ static const VMStateDescription coca_vmstate = {
     .version_id = 1,
     .minimum_version_id = 1,
     .pre_save = coca_pre_save,
+    .pre_load = coca_pre_load,
     .post_load = coca_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_BOOL(negotiated, CocoAttestState),
@@ -2062,8 +2115,8 @@ static const VMStateDescription coca_vmstate = {
         VMSTATE_BOOL(irq_enabled, CocoAttestState),
         VMSTATE_UINT8(mig_inflight, CocoAttestState),
         VMSTATE_UINT8(mig_last_chan, CocoAttestState),
-        VMSTATE_BOOL(nonce_valid, CocoAttestState),
-        VMSTATE_UINT8_ARRAY(nonce, CocoAttestState, COCA_NONCE_SIZE),
+        VMSTATE_BOOL(mig_nonce_valid, CocoAttestState),
+        VMSTATE_UINT8_ARRAY(mig_nonce, CocoAttestState, COCA_NONCE_SIZE),
         VMSTATE_BOOL(port_active, CocoAttestState),
         VMSTATE_BOOL(port_response, CocoAttestState),
         VMSTATE_UINT32(port_pos, CocoAttestState),
@@ -2074,6 +2127,7 @@ static const VMStateDescription coca_vmstate = {
         VMSTATE_UINT64(stat_requests, CocoAttestState),
         VMSTATE_UINT64(stat_errors, CocoAttestState),
         VMSTATE_UINT64(stat_dropped, CocoAttestState),
+        VMSTATE_UINT32(mig_max_object, CocoAttestState),
         VMSTATE_END_OF_LIST()
     },
     .subsections = (const VMStateDescription * const []) {

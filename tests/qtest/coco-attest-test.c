@@ -3221,6 +3221,12 @@ static void test_kbs_startup_errors(void)
           "url 'not a url'" },
         { "-object coco-attest-kbs,id=k,url=http://h,max-sessions=65",
           "max-sessions must be 1 to 64" },
+        { "-object coco-attest-kbs,id=k,url=http://h/"
+          "0123456789012345678901234567890123456789012345678901234567890123"
+          "0123456789012345678901234567890123456789012345678901234567890123"
+          "0123456789012345678901234567890123456789012345678901234567890123"
+          "0123456789012345678901234567890123456789012345678901234567890123",
+          "url longer than 255 bytes" },
         { "-object coco-attest-kbs,id=k,url=http://h,timeout=0",
           "must not be zero" },
         { "-object coco-attest-kbs,id=k,url=https://h,tls-creds=none",
