@@ -2744,6 +2744,27 @@ static void kbs_auth_ok(Coca *c, uint32_t session)
     kbs_reply_clear(&r);
 }
 
+/* Start POST /kbs/v0/auth on the page channel; the KBS must be slow */
+static void kbs_auth_pending(Coca *c, uint32_t session)
+{
+    g_autofree char *tail = g_strconcat("/kbs/v0/auth", KBS_JSON,
+                                        KBS_AUTH_BODY, NULL);
+    struct coca_kbs_forward_req h = {
+        .session = cpu_to_le32(session),
+        .method = cpu_to_le16(COCA_KBS_POST),
+        .path_len = cpu_to_le16(12),
+        .ctype_len = cpu_to_le16(strlen(KBS_JSON)),
+        .body_len = cpu_to_le32(strlen(KBS_AUTH_BODY)),
+    };
+    Msg m = msg_new(c, COCA_OP_KBS_FORWARD, sizeof(h) + strlen(tail));
+    g_autofree uint8_t *req = g_malloc(m.req_len);
+
+    memcpy(req, &h, sizeof(h));
+    memcpy(req + sizeof(h), tail, strlen(tail));
+    g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==,
+                     COCA_STATUS_PENDING);
+}
+
 static void test_kbs_config(void)
 {
     const char *url = kbs_env("COCA_KBS_URL");
@@ -3135,14 +3156,11 @@ static void test_kbs_expiry(void)
 static void test_kbs_pending(void)
 {
     const char *url = kbs_env("COCA_KBS_URL");
-    g_autofree char *body = NULL;
     uint8_t before[COCA_PAGE_SIZE], after[COCA_PAGE_SIZE];
-    struct coca_kbs_forward_req h;
     int64_t t0, worst = 0;
     QDict *info = NULL;
     uint32_t s;
     Coca *c;
-    Msg m;
     int i;
 
     if (!url) {
@@ -3151,23 +3169,7 @@ static void test_kbs_pending(void)
     c = kbs_ready(url, NULL, NULL);
     s = kbs_open(c, COCA_STATUS_OK);
     kbs_faults("{\"delay\": 2}");
-    h = (struct coca_kbs_forward_req) {
-        .session = cpu_to_le32(s),
-        .method = cpu_to_le16(COCA_KBS_POST),
-        .path_len = cpu_to_le16(12),
-        .ctype_len = cpu_to_le16(strlen(KBS_JSON)),
-        .body_len = cpu_to_le32(strlen(KBS_AUTH_BODY)),
-    };
-    body = g_strconcat("/kbs/v0/auth", KBS_JSON, KBS_AUTH_BODY, NULL);
-    m = msg_new(c, COCA_OP_KBS_FORWARD, sizeof(h) + strlen(body));
-    {
-        g_autofree uint8_t *req = g_malloc(m.req_len);
-
-        memcpy(req, &h, sizeof(h));
-        memcpy(req + sizeof(h), body, strlen(body));
-        g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==,
-                         COCA_STATUS_PENDING);
-    }
+    kbs_auth_pending(c, s);
     for (i = 0; i < 10; i++) {
         t0 = g_get_monotonic_time();
         info = query_one(c);
@@ -3670,8 +3672,7 @@ static void test_migration_kbs_pending(void)
 {
     const char *url = kbs_env("COCA_KBS_URL");
     g_autofree char *log = log_path("kbs-pending");
-    g_autofree char *obj = NULL, *body = NULL;
-    struct coca_kbs_forward_req h;
+    g_autofree char *obj = NULL;
     Coca *src, *dst;
     uint32_t s;
     Msg m;
@@ -3684,23 +3685,7 @@ static void test_migration_kbs_pending(void)
     dst = coca_incoming(obj, ",kbs=kbs0", log);
     s = kbs_open(src, COCA_STATUS_OK);
     kbs_faults("{\"delay\": 2}");
-    h = (struct coca_kbs_forward_req) {
-        .session = cpu_to_le32(s),
-        .method = cpu_to_le16(COCA_KBS_POST),
-        .path_len = cpu_to_le16(12),
-        .ctype_len = cpu_to_le16(strlen(KBS_JSON)),
-        .body_len = cpu_to_le32(strlen(KBS_AUTH_BODY)),
-    };
-    body = g_strconcat("/kbs/v0/auth", KBS_JSON, KBS_AUTH_BODY, NULL);
-    m = msg_new(src, COCA_OP_KBS_FORWARD, sizeof(h) + strlen(body));
-    {
-        g_autofree uint8_t *req = g_malloc(m.req_len);
-
-        memcpy(req, &h, sizeof(h));
-        memcpy(req + sizeof(h), body, strlen(body));
-        g_assert_cmpuint(page_req(src, &m, req, m.req_len), ==,
-                         COCA_STATUS_PENDING);
-    }
+    kbs_auth_pending(src, s);
     g_assert_true(coca_migrate(src, dst));
     kbs_faults(NULL);
     m = page_wait(dst);
