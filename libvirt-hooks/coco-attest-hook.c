@@ -124,6 +124,7 @@ int main(int argc, char **argv)
     sub = argv[3];
     while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
         if (in->len + n > MAX_XML) {
+            g_string_free(in, TRUE);
             return refuse("domain XML larger than %d bytes", MAX_XML);
         }
         g_string_append_len(in, buf, n);
@@ -142,6 +143,7 @@ int main(int argc, char **argv)
     }
     if (!coca_domain_parse(in->str, in->len, &d, &why)) {
         g_string_free(in, TRUE);
+        coca_domain_clear(&d);
         /* a running domain must never be killed by the hook */
         if (!strcmp(op, "reconnect")) {
             return 0;
