@@ -6,6 +6,7 @@
  * group of its DAC seclabel.  Shared by the hook and its fuzzer.
  */
 
+#include <limits.h>
 #include <string.h>
 
 #include <glib.h>
@@ -48,6 +49,63 @@ static gboolean parse_bool(const char *s, gboolean *out)
     return TRUE;
 }
 
+/*
+ * SAX internalSubset: called for every <!DOCTYPE ...>, before anything
+ * inside it (entity and parameter entity declarations, an external
+ * subset) is parsed.  libvirt never writes a DTD, so a document with one
+ * is refused, and parsing stops here: no entity is ever declared,
+ * expanded or loaded.
+ */
+static void refuse_dtd(void *ctx, const xmlChar *name,
+                       const xmlChar *external_id, const xmlChar *system_id)
+{
+    xmlParserCtxtPtr pctx = ctx;
+
+    (void)name;
+    (void)external_id;
+    (void)system_id;
+    *(gboolean *)pctx->_private = TRUE;
+    xmlStopParser(pctx);
+}
+
+/*
+ * The domain XML as a tree, or NULL with a reason.  No network, no
+ * entity substitution, no DTD loading, and no DTD at all.
+ */
+static xmlDocPtr read_domain_xml(const char *xml, gsize len, char **why)
+{
+    xmlParserCtxtPtr pctx;
+    xmlDocPtr doc;
+    gboolean has_dtd = FALSE;
+
+    if (len > INT_MAX) {
+        *why = g_strdup("the domain XML is too large");
+        return NULL;
+    }
+    pctx = xmlNewParserCtxt();
+    if (!pctx || !pctx->sax) {
+        xmlFreeParserCtxt(pctx);
+        *why = g_strdup("out of memory");
+        return NULL;
+    }
+    pctx->sax->internalSubset = refuse_dtd;
+    pctx->_private = &has_dtd;
+    doc = xmlCtxtReadMemory(pctx, xml, (int)len, "domain.xml", NULL,
+                            XML_PARSE_NONET |
+                            XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    xmlFreeParserCtxt(pctx);
+    /* the subsets too, should a libxml2 ever build one without the call */
+    if (has_dtd || (doc && (doc->intSubset || doc->extSubset))) {
+        xmlFreeDoc(doc);
+        *why = g_strdup("domain XML with a document type declaration "
+                        "(<!DOCTYPE>) refused: libvirt never writes one");
+        return NULL;
+    }
+    if (!doc) {
+        *why = g_strdup("the domain XML does not parse");
+    }
+    return doc;
+}
 
 gboolean coca_domain_parse(const char *xml, gsize len, CocaDomain *d,
                            char **why)
@@ -60,11 +118,8 @@ gboolean coca_domain_parse(const char *xml, gsize len, CocaDomain *d,
 
     memset(d, 0, sizeof(*d));
     d->dac_gid = (gid_t)-1;
-    doc = xmlReadMemory(xml, len, "domain.xml", NULL,
-                        XML_PARSE_NONET |
-                        XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    doc = read_domain_xml(xml, len, why);
     if (!doc) {
-        *why = g_strdup("the domain XML does not parse");
         return FALSE;
     }
     ctx = xmlXPathNewContext(doc);

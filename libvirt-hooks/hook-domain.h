@@ -24,10 +24,11 @@ typedef struct CocaDomain {
 
 /*
  * Parse the domain XML.  Returns FALSE with a reason for XML that is
- * broken or metadata that is invalid; domains without coco-attest
- * metadata parse fine with has_identity FALSE.  Claims are not validated
- * here: coca_claims_validate() does that.  *d is filled in part on
- * failure: coca_domain_clear() it in every case.
+ * broken, carries a DTD (<!DOCTYPE>, hence any entity declaration:
+ * libvirt never writes one) or has invalid metadata; domains without
+ * coco-attest metadata parse fine with has_identity FALSE.  Claims are
+ * not validated here: coca_claims_validate() does that.  *d is filled
+ * in part on failure: coca_domain_clear() it in every case.
  */
 gboolean coca_domain_parse(const char *xml, gsize len, CocaDomain *d,
                            char **why);

@@ -92,18 +92,23 @@ COCO_ATTEST_HOOK_CONF=$T/hook2.conf "$H" plain prepare begin - < plain.xml &&
     [ ! -e state2 ]
 ok $? "domains without coco-attest metadata are ignored"
 
-bad() {   # bad WHAT MESSAGE METADATA
-    local out
-    domain bad "$3" > bad.xml
+refused() {   # refused WHAT MESSAGE FILE: exit 1, one line, nothing made
+    local out rc
+    rm -rf state2
     out=$(COCO_ATTEST_HOOK_CONF=$T/hook2.conf "$H" bad prepare begin - \
-          < bad.xml 2>&1)
-    if [ $? -ne 0 ] && grep -qF -- "$2" <<< "$out" &&
+          < "$3" 2>&1)
+    rc=$?
+    if [ $rc -eq 1 ] && grep -qF -- "$2" <<< "$out" &&
        [ "$(wc -l <<< "$out")" = 1 ] && [ ! -e "state2/$UUID" ]; then
         ok 0 "$1"
     else
-        echo "# $out"
+        echo "# exit $rc: $out"
         ok 1 "$1"
     fi
+}
+bad() {   # bad WHAT MESSAGE METADATA
+    domain bad "$3" > bad.xml
+    refused "$1" "$2" bad.xml
 }
 NS="xmlns:coca='https://coco-attest.invalid/xmlns/domain/1'"
 bad "refused: project number not a number" "decimal number" \
@@ -116,6 +121,32 @@ bad "refused: bad boolean" "yes or no" \
     "<coca:instance $NS><coca:project id='p' number='1'/><coca:zone>z</coca:zone><coca:ek rekey='maybe'/></coca:instance>"
 bad "refused: two instances" "more than one" \
     "<coca:instance $NS><coca:project id='p' number='1'/><coca:zone>z</coca:zone></coca:instance><coca:instance $NS/>"
+# a DTD (libvirt never writes one): refused before anything in it is
+# read, whatever it declares; the metadata itself is valid
+dtd() {   # dtd WHAT PROLOG [ZONE]
+    { printf '%s\n' "$2"
+      domain bad "<coca:instance $NS><coca:project id='p' number='1'/><coca:zone>${3:-z}</coca:zone></coca:instance>"
+    } > dtd.xml
+    refused "refused: $1" "document type declaration" dtd.xml
+}
+printf 'leaked-zone' > secret
+printf '<!ENTITY zone "leaked-zone">' > pe.dtd
+dtd "internal DTD with an entity" \
+    '<!DOCTYPE domain [<!ENTITY zone "z">]>' '&zone;'
+dtd "billion laughs" \
+    "<!DOCTYPE domain [<!ENTITY l0 'lol'>
+$(for i in 1 2 3 4 5 6 7 8 9; do
+      printf '<!ENTITY l%d "%s">\n' $i \
+          "$(for j in 1 2 3 4 5 6 7 8 9 10; do printf '&l%d;' $((i - 1)); done)"
+  done)]>" '&l9;'
+dtd "external entity" \
+    "<!DOCTYPE domain [<!ENTITY zone SYSTEM 'file://$T/secret'>]>" '&zone;'
+dtd "external parameter entity" \
+    "<!DOCTYPE domain [<!ENTITY % pe SYSTEM 'file://$T/pe.dtd'> %pe;]>" \
+    '&zone;'
+dtd "DOCTYPE without entities" '<!DOCTYPE domain>'
+dtd "DOCTYPE with an external subset" \
+    "<!DOCTYPE domain SYSTEM 'file://$T/pe.dtd'>"
 printf '<domain><name>x' > broken.xml
 out=$(COCO_ATTEST_HOOK_CONF=$T/hook2.conf "$H" x prepare begin - < broken.xml 2>&1)
 [ $? -ne 0 ] && grep -q "does not parse" <<< "$out"
