@@ -10,9 +10,6 @@
 
 #include "coco-attest/guest.h"
 
-#define DEFAULT_TIMEOUT_US  (10ull * 1000 * 1000)
-#define DEFAULT_POLL_LIMIT  100000000u
-
 /* fw_cfg legacy I/O interface */
 #define FW_CFG_PORT_SEL     0x510
 #define FW_CFG_PORT_DATA    0x511
@@ -261,8 +258,8 @@ int coca_probe(struct coca_dev *d, const struct coca_ops *ops,
     }
     mem_zero(d, sizeof(*d));
     d->ops = ops;
-    d->timeout_us = DEFAULT_TIMEOUT_US;
-    d->poll_limit = DEFAULT_POLL_LIMIT;
+    d->timeout_us = COCA_TIMEOUT_US_DEFAULT;
+    d->poll_limit = COCA_POLL_LIMIT_DEFAULT;
     if (!iobase) {
         iobase = COCA_DEFAULT_IOBASE;
         if (ops->inb && ops->outw && coca_fw_cfg_find(ops, &info) == 0) {
@@ -583,12 +580,13 @@ int coca_poll(struct coca_dev *d, void *resp, uint32_t resp_cap,
 
 /*
  * Submit and wait: up to timeout_us with a clock, else up to
- * d->poll_limit polls, or forever when unlimited is set.
+ * d->poll_limit polls (at least one).  A host that never answers (PENDING
+ * in the page, BUSY in STATUS) cannot keep the guest here.
  */
 static int submit_wait(struct coca_dev *d, enum coca_channel ch, uint16_t op,
                        const void *req, uint32_t req_len,
                        void *resp, uint32_t resp_cap, uint32_t *resp_len,
-                       uint64_t timeout_us, int unlimited)
+                       uint64_t timeout_us)
 {
     const struct coca_ops *ops;
     uint64_t start = 0;
@@ -609,13 +607,13 @@ static int submit_wait(struct coca_dev *d, enum coca_channel ch, uint16_t op,
             return err;
         }
         if (ops->now_us ? ops->now_us(ops->ctx) - start > timeout_us
-                        : !unlimited && ++polls > d->poll_limit) {
+                        : ++polls >= d->poll_limit) {
             /*
              * The request stays in flight on the device; the library
              * forgets it so that the caller can decide (reset, retry).
              */
             d->in_flight = 0;
-            return COCA_E_TIMEOUT;
+            return ops->now_us ? COCA_E_TIMEOUT : COCA_E_POLL_LIMIT;
         }
         if (ops->relax) {
             ops->relax(ops->ctx);
@@ -632,14 +630,14 @@ static int submit_wait(struct coca_dev *d, enum coca_channel ch, uint16_t op,
 static int call_wait(struct coca_dev *d, enum coca_channel ch, uint16_t op,
                      const void *req, uint32_t req_len,
                      void *resp, uint32_t resp_cap, uint32_t *resp_len,
-                     uint64_t timeout_us, int unlimited)
+                     uint64_t timeout_us)
 {
     uint32_t attempt;
     int err;
 
     for (attempt = 0;; attempt++) {
         err = submit_wait(d, ch, op, req, req_len, resp, resp_cap, resp_len,
-                          timeout_us, unlimited);
+                          timeout_us);
         if (err != COCA_E_STATUS || d->last_status != COCA_STATUS_RETRY ||
             attempt == COCA_RETRY_MAX) {
             return err;
@@ -657,7 +655,7 @@ int coca_call(struct coca_dev *d, enum coca_channel ch, uint16_t op,
         return COCA_E_INVAL;
     }
     return call_wait(d, ch, op, req, req_len, resp, resp_cap, resp_len,
-                     d->timeout_us, 0);
+                     d->timeout_us);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1166,7 +1164,7 @@ int coca_kbs_forward(struct coca_dev *d, uint32_t session, uint16_t method,
     mem_copy(buf + qh + pl, ctype, (uint32_t)cl);
     mem_copy(buf + qh + pl + cl, body, body_len);
     err = call_wait(d, COCA_CH_AUTO, COCA_OP_KBS_FORWARD, buf,
-                    (uint32_t)total, buf, cap, &len, timeout, 1);
+                    (uint32_t)total, buf, cap, &len, timeout);
     if (err == COCA_E_TOOBIG) {
         reply->needed = len;
     }
@@ -1244,6 +1242,8 @@ const char *coca_strerror(int err)
         return "not negotiated";
     case COCA_E_NOFEATURE:
         return "feature not negotiated";
+    case COCA_E_POLL_LIMIT:
+        return "no answer within the poll limit";
     }
     return "unknown error";
 }

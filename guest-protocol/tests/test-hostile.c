@@ -95,6 +95,9 @@ struct fake {
     uint32_t out_len, out_pos, out_crc;
     int port_resp;
     int data_reads;
+    uint32_t status_reads;      /* STATUS register reads */
+    uint32_t relaxes;           /* ops->relax calls */
+    uint32_t never_polls;       /* polls of a LIE_NEVER request */
     /* fw_cfg */
     uint16_t fw_sel;
     uint8_t fw[4 + 64 + 12];
@@ -104,6 +107,7 @@ struct fake {
     int mb_calls;
     /* polls before a request completes (0: at once) */
     uint32_t delay;
+    uint32_t delay_each;        /* the delay of every page request */
     /* KBS */
     uint32_t kbs_timeout_ms;
     uint32_t kbs_resp_body;     /* forward answer: this many bytes, or echo */
@@ -450,9 +454,16 @@ static void complete_port(void)
     F.port_resp = F.lie != LIE_PORT_NOT_READY;
 }
 
+/*
+ * A request that never completes (LIE_NEVER) is answered after this many
+ * polls all the same, so that a library that would poll forever fails
+ * its case instead of hanging the test.
+ */
+#define NEVER_WATCHDOG  20000000u
+
 static void finish(int page)
 {
-    if (F.lie == LIE_NEVER) {
+    if (F.lie == LIE_NEVER && ++F.never_polls < NEVER_WATCHDOG) {
         return;
     }
     if (F.lie == LIE_PENDING_3 && F.polls_left-- > 0) {
@@ -481,6 +492,7 @@ static uint32_t f_inl(void *ctx, uint16_t port)
     case COCA_REG_CMD:
         return F.result;
     case COCA_REG_STATUS:
+        F.status_reads++;
         if (F.busy == 2) {
             /* an asynchronous port request makes progress when polled */
             finish(0);
@@ -537,6 +549,9 @@ static void f_outl(void *ctx, uint16_t port, uint32_t v)
         }
         F.busy = 1;
         F.mb_calls = 0;
+        if (F.delay_each) {
+            F.delay = F.delay_each;
+        }
         le32(F.page + 16, COCA_STATUS_PENDING);
         if (F.lie != LIE_PENDING_3 && F.lie != LIE_NEVER) {
             finish(1);
@@ -620,6 +635,7 @@ static uint64_t f_now(void *ctx)
 static void f_relax(void *ctx)
 {
     (void)ctx;
+    F.relaxes++;
     if (F.busy == 1) {
         finish(1);
     }
@@ -641,6 +657,11 @@ static struct coca_ops ops_page_noclock = {
 static struct coca_ops ops_port = {
     .inl = f_inl, .outl = f_outl, .inb = f_inb, .outw = f_outw,
     .mb = f_mb, .now_us = f_now,
+};
+
+static struct coca_ops ops_port_noclock = {
+    .inl = f_inl, .outl = f_outl, .inb = f_inb, .outw = f_outw,
+    .mb = f_mb,
 };
 
 /* ------------------------------------------------------------------ */
@@ -737,6 +758,90 @@ static void probe_case(const char *name, enum lie lie, int want)
     reset_fake(lie);
     EXPECT(coca_probe(&d, &ops_page, 0) == want);
     report(name, ok);
+}
+
+/* ------------------------------------------------------------------ */
+/* Waiting without a clock: d->poll_limit polls                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Poll limit cases on one channel (the fake host answers a page request
+ * at poll delay + 1, a port request at poll delay): an answer at the
+ * last poll allowed is taken, a request that stays PENDING (page) or
+ * BUSY (port) ends in COCA_E_POLL_LIMIT after exactly poll_limit polls,
+ * and the device is usable again.
+ */
+static void poll_limit_case(const char *name, struct coca_ops *ops,
+                            enum coca_channel ch)
+{
+    const uint32_t limit = 1000;
+    struct coca_dev d;
+    int ok = 1, canary, err;
+
+    EXPECT(ready(&d, ops, LIE_NONE) == 0);
+    EXPECT(d.poll_limit == COCA_POLL_LIMIT_DEFAULT);
+    d.poll_limit = limit;
+    F.delay = ch == COCA_CH_PAGE ? limit - 1 : limit;
+    EXPECT(guarded_echo(&d, ch, 10, 64, &canary) == 0 && canary);
+
+    F.lie = LIE_NEVER;
+    F.status_reads = F.relaxes = F.never_polls = 0;
+    err = guarded_echo(&d, ch, 10, 64, &canary);
+    if (err != COCA_E_POLL_LIMIT) {
+        printf("# got %d (%s) after %u polls\n", err, coca_strerror(err),
+               F.never_polls);
+    }
+    EXPECT(err == COCA_E_POLL_LIMIT && canary && !d.in_flight);
+    /* polls: STATUS reads on the port, relax between page polls */
+    EXPECT(ch == COCA_CH_PAGE ? F.relaxes == limit - 1
+                              : F.status_reads == limit);
+    EXPECT(!strcmp(coca_strerror(err), "no answer within the poll limit"));
+
+    F.lie = LIE_NONE;
+    F.busy = 0;
+    EXPECT(guarded_echo(&d, ch, 16, 64, &canary) == 0 && canary);
+    report(name, ok);
+}
+
+static void no_clock_tests(void)
+{
+    struct coca_dev d;
+    int ok, canary;
+
+    poll_limit_case("no-clock-page-pending-poll-limit", &ops_page_noclock,
+                    COCA_CH_PAGE);
+    poll_limit_case("no-clock-port-busy-poll-limit", &ops_port_noclock,
+                    COCA_CH_PORT);
+
+    /* the default budget: a slow host answering well within it */
+    ok = 1;
+    EXPECT(ready(&d, &ops_page_noclock, LIE_NONE) == 0);
+    EXPECT(d.poll_limit == COCA_POLL_LIMIT_DEFAULT &&
+           d.timeout_us == COCA_TIMEOUT_US_DEFAULT);
+    F.delay = 200000;
+    EXPECT(guarded_echo(&d, COCA_CH_PAGE, 10, 64, &canary) == 0 && canary);
+    report("no-clock-default-limit-waits-for-slow-host", ok);
+
+    /* a limit of 0 still polls once */
+    ok = 1;
+    EXPECT(ready(&d, &ops_port_noclock, LIE_NEVER) == 0);
+    d.poll_limit = 0;
+    F.status_reads = 0;
+    EXPECT(guarded_echo(&d, COCA_CH_PORT, 10, 64, &canary) ==
+           COCA_E_POLL_LIMIT && canary);
+    EXPECT(F.status_reads == 1);
+    F.lie = LIE_NONE;
+    EXPECT(guarded_echo(&d, COCA_CH_PORT, 10, 64, &canary) == 0);
+    report("no-clock-poll-limit-0-polls-once", ok);
+
+    /* each RETRY resubmission starts a new wait */
+    ok = 1;
+    EXPECT(ready(&d, &ops_page_noclock, LIE_RETRY_ONCE) == 0);
+    d.poll_limit = 100;
+    F.delay_each = 80;          /* 81 polls each, 162 in all */
+    EXPECT(guarded_echo(&d, COCA_CH_PAGE, 10, 64, &canary) == 0);
+    EXPECT(d.retries == 1 && F.relaxes == 160);
+    report("no-clock-poll-limit-per-resubmission", ok);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1102,24 +1207,28 @@ static void kbs_tests(void)
     EXPECT(F.now >= 10000000ull && F.now < 10100000ull);
     report("kbs-forward-timeout-at-least-default", ok);
 
-    /* without a clock, a forward waits as long as the host takes */
+    /*
+     * Without a clock a forward is bounded by d->poll_limit like any
+     * call: a host that answers within it is waited for, one that stays
+     * PENDING is given up on.
+     */
     ok = 1;
-    reset_fake(LIE_NONE);
-    EXPECT(coca_probe(&d, &ops_page_noclock, 0) == 0 &&
-           coca_negotiate(&d, COCA_FEAT_ALL) == 0);
-    d.poll_limit = 50;
+    EXPECT(ready(&d, &ops_page_noclock, LIE_NONE) == 0);
+    d.poll_limit = 1000;
     EXPECT(coca_kbs_config(&d, &(struct coca_kbs_config){ .reserved = 0 })
            == 0);
-    F.delay = 5000;
+    F.delay = 999;              /* answered at the 1000th poll */
     EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == 0 && r.body_len == 2);
-    F.delay = 5000;
-    {
-        int canary;
-
-        EXPECT(guarded_echo(&d, COCA_CH_PAGE, 10, 64, &canary) ==
-               COCA_E_TIMEOUT);
-    }
-    report("kbs-forward-no-clock-no-limit", ok);
+    F.lie = LIE_NEVER;
+    F.never_polls = 0;
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == COCA_E_POLL_LIMIT);
+    printf("# gave up after %u polls\n", F.never_polls + 1);
+    EXPECT(F.never_polls == 999 && !d.in_flight);
+    EXPECT(canary_intact(KBS_CAP));
+    F.lie = LIE_NONE;
+    F.busy = 0;
+    EXPECT(kbs_post(&d, "{}", KBS_CAP, &r) == 0 && r.body_len == 2);
+    report("kbs-forward-no-clock-poll-limit", ok);
 
     ok = 1;
     for (s = COCA_STATUS_KBS_UNREACHABLE; s <= COCA_STATUS_KBS_PROTOCOL;
@@ -1234,6 +1343,8 @@ int main(void)
     }
     echo_case("retry-with-payload", &ops_page, COCA_CH_PAGE,
               LIE_RETRY_PAYLOAD, 10, 64, COCA_E_PROTO);
+
+    no_clock_tests();
 
     /* the port channel never reads more words than the caller can hold */
     ok = 1;

@@ -45,6 +45,7 @@
 #define COCA_E_AGAIN     (-10)  /* coca_poll(): still pending */
 #define COCA_E_NOTREADY  (-11)  /* coca_negotiate() has not succeeded */
 #define COCA_E_NOFEATURE (-12)  /* the call needs a feature not negotiated */
+#define COCA_E_POLL_LIMIT (-13) /* no clock: d->poll_limit polls, no answer */
 
 enum coca_channel {
     COCA_CH_AUTO = 0,   /* the session default (page if available) */
@@ -80,14 +81,24 @@ struct coca_ops {
     uint32_t buf_len;
 };
 
+/*
+ * How long a call waits for its answer: with ops->now_us, d->timeout_us
+ * microseconds (COCA_E_TIMEOUT after that); without it, at most
+ * d->poll_limit polls, at least one (COCA_E_POLL_LIMIT after that).
+ * coca_probe() sets both defaults; the caller may change them at any
+ * time.  Each RETRY resubmission starts a new wait.
+ */
+#define COCA_TIMEOUT_US_DEFAULT (10ull * 1000 * 1000)
+#define COCA_POLL_LIMIT_DEFAULT 100000000u
+
 struct coca_dev {
     const struct coca_ops *ops;
     uint16_t iobase;
     uint8_t irq;
     uint8_t page_registered;
     uint32_t transport;             /* VERSION register */
-    uint64_t timeout_us;            /* per call, default 10 s */
-    uint32_t poll_limit;            /* polls per call without now_us */
+    uint64_t timeout_us;            /* per wait, default 10 s */
+    uint32_t poll_limit;            /* polls per wait without now_us */
     enum coca_channel channel;      /* session default */
     /* from NEGOTIATE */
     uint16_t proto;
@@ -127,7 +138,9 @@ int coca_negotiate(struct coca_dev *d, uint64_t want);
  * Send one request and wait for its response.  req/req_len is the
  * payload, resp/resp_cap the caller's buffer; *resp_len receives the
  * response length (with COCA_E_TOOBIG: the length needed).  With
- * COCA_E_STATUS, d->last_status holds the host status.  A RETRY answer
+ * COCA_E_STATUS, d->last_status holds the host status.  After
+ * COCA_E_TIMEOUT or COCA_E_POLL_LIMIT (see COCA_POLL_LIMIT_DEFAULT) the
+ * request may still be in flight on the device.  A RETRY answer
  * (the VM migrated while the request was in flight) is handled here: the
  * request is sent again from req, up to COCA_RETRY_MAX times, counted in
  * d->retries.  coca_submit()/coca_poll() users see RETRY themselves.
@@ -239,8 +252,9 @@ struct coca_kbs_reply {
  * The host completes forwarding asynchronously and may take up to its
  * timeout_ms (KBS_CONFIG), so this call waits for
  * max(d->timeout_us, timeout_ms + COCA_KBS_TIMEOUT_MARGIN_US) with a
- * clock, and without a limit when ops->now_us is NULL.  It reads the
- * configuration first if coca_kbs_config() was not called on d.
+ * clock; without one, d->poll_limit polls as every call (a platform
+ * without a clock sizes it for the KBS).  It reads the configuration
+ * first if coca_kbs_config() was not called on d.
  */
 int coca_kbs_forward(struct coca_dev *d, uint32_t session, uint16_t method,
                      const char *path, const char *ctype,
