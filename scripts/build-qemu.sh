@@ -32,6 +32,7 @@ CONFIGURE_ARGS=(
     --enable-werror
     --disable-docs
     --enable-tcg
+    --enable-kvm
     --enable-fdt=system
     --enable-gnutls
     --enable-curl
