@@ -34,7 +34,7 @@ guest() {   # guest EXTRA-CMDLINE: one boot, prints the console
     timeout 150 "$TOP/build/qemu-system-x86_64" -M q35 -m 256M -nodefaults \
         -display none -no-reboot -serial "file:$tmp/console.log" \
         -device isa-debug-exit,iobase=0xf4,iosize=4 \
-        -object "coco-attest-kbs,id=kbs0,url=$COCA_KBS_URL" \
+        -object "coco-attest-kbs,id=kbs0,url=$COCA_KBS_URL,allow-http=on" \
         -device coco-attest,kbs=kbs0 \
         -kernel "$VMLINUX" -initrd "$tmp/initramfs.cpio" \
         -append "console=ttyS0 panic=-1 quiet memmap=1M\$0x7000000 coca.mem=0x7000000 coca.kbs=default/test/secret $1" \

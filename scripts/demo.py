@@ -187,7 +187,7 @@ def main():
         extra = " coca.ca"
     kbs = start_kbs(tmp, args.out) if args.kbs else None
     if kbs:
-        objects += ["-object", f"coco-attest-kbs,id=kbs0,url={kbs['url']}"]
+        objects += ["-object", f"coco-attest-kbs,id=kbs0,url={kbs['url']},allow-http=on"]
         device += ",kbs=kbs0"
         extra += f" coca.kbs={KBS_RESOURCE}"
     subprocess.run([os.path.join(TOP, "tests/guest/mk-initramfs.sh"), initrd,

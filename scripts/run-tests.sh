@@ -156,11 +156,13 @@ tap_script() {
     fi
 }
 
-# Live migration: the migration qtests (with the test KBS for the
-# session and pending-exchange cases, and the reset cases), the
-# vmstate compatibility gate, and a bare-metal guest migrated while its
-# request is pending.
+# Live migration and power states: the migration qtests and their
+# matrix (with the test KBS for the session and pending-exchange cases,
+# and the CA for the nonce case), system_reset, S3, stop/cont and quit
+# with a request pending, the vmstate compatibility gate, and a
+# bare-metal guest migrated while its request is pending.
 suite_migration() {
+    test_instance
     . "$TOP/tests/kbs/kbs-env.sh"
     if ! kbs_env_start "$TOP/build/kbs-test"; then
         echo "  migration: the test KBS did not start"
@@ -169,6 +171,8 @@ suite_migration() {
     fi
     meson_suite migration "$QBUILD" qtest-x86_64/coco-attest-test \
         --test-args '-p /x86_64/coco-attest/migration'
+    meson_suite power "$QBUILD" qtest-x86_64/coco-attest-test \
+        --test-args '-p /x86_64/coco-attest/power'
     kbs_env_stop
     # (a reset with a KBS exchange pending is in the kbs suite)
     meson_suite reset "$QBUILD" qtest-x86_64/coco-attest-test \

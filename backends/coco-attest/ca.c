@@ -21,6 +21,7 @@
 #include "qemu/timer.h"
 #include "qapi/error.h"
 #include "qom/object_interfaces.h"
+#include "system/coco-attest-backend.h"
 #include "system/coco-attest-ca.h"
 #include "trace.h"
 
@@ -69,9 +70,10 @@ static const char *const ca_ek_ext_oids[] = {
 struct CocoAttestCa {
     Object parent_obj;
 
+    /* properties: fixed once the object is created (ready) */
     char *dir;
-    uint32_t rate;              /* signatures per minute */
-    uint32_t burst;
+    CocoAttestRate limit;       /* signatures per minute, burst */
+    bool ready;
 
     CocoAttestClaims claims;
     gnutls_x509_crt_t issuer;
@@ -86,10 +88,6 @@ struct CocoAttestCa {
     size_t issuer_ski_len;
     time_t issuer_expiry;
 
-    /* token bucket (main loop only) */
-    double tokens;
-    int64_t last_refill_ns;
-
     QemuMutex lock;             /* serialises signing */
 };
 
@@ -100,16 +98,10 @@ const CocoAttestClaims *coco_attest_ca_claims(CocoAttestCa *ca)
 
 bool coco_attest_ca_take_token(CocoAttestCa *ca)
 {
-    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
-    double elapsed_min = (now - ca->last_refill_ns) / 60e9;
-
-    ca->last_refill_ns = now;
-    ca->tokens = MIN(ca->burst, ca->tokens + elapsed_min * ca->rate);
-    if (ca->tokens < 1) {
+    if (!coco_attest_rate_take(&ca->limit)) {
         trace_coco_attest_ca_rate_limited(ca->dir);
         return false;
     }
-    ca->tokens -= 1;
     return true;
 }
 
@@ -270,7 +262,7 @@ static void ca_complete(UserCreatable *uc, Error **errp)
         error_setg(errp, "coco-attest-ca: the 'dir' property is required");
         return;
     }
-    if (!ca->rate || !ca->burst) {
+    if (!ca->limit.rate || !ca->limit.burst) {
         error_setg(errp, "coco-attest-ca: rate and burst must be positive");
         return;
     }
@@ -346,8 +338,8 @@ static void ca_complete(UserCreatable *uc, Error **errp)
     if (!ca_load_chain(ca, errp) || !ca_load_ek_template(ca, errp)) {
         goto out;
     }
-    ca->tokens = ca->burst;
-    ca->last_refill_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    coco_attest_rate_start(&ca->limit);
+    ca->ready = true;
     trace_coco_attest_ca_loaded(ca->dir, ca->claims.instance_name,
                                 ca->chain->len);
 out:
@@ -436,13 +428,46 @@ static int ca_set_serial(gnutls_x509_crt_t crt)
     return gnutls_x509_crt_set_serial(crt, serial, sizeof(serial));
 }
 
+/*
+ * An RSA public exponent the policy accepts: odd, from 3 to 2^32 - 1.
+ * The cost of checking a signature grows with the exponent's length.
+ */
+static bool ca_rsa_exponent_ok(gnutls_pubkey_t pub, char **why)
+{
+    gnutls_datum_t n = { 0 }, e = { 0 };
+    uint64_t value = 0;
+    bool ok = false;
+    unsigned int i;
+
+    if (gnutls_pubkey_export_rsa_raw2(pub, &n, &e, 0) < 0) {
+        *why = g_strdup("cannot read the RSA key");
+        return false;
+    }
+    for (i = 0; i < e.size && value <= UINT32_MAX; i++) {
+        value = value << 8 | e.data[i];
+    }
+    ok = value >= 3 && value <= UINT32_MAX && (value & 1);
+    if (!ok) {
+        *why = g_strdup_printf("unsupported RSA exponent (%u bytes)",
+                               e.size);
+    }
+    gnutls_free(n.data);
+    gnutls_free(e.data);
+    return ok;
+}
+
+/*
+ * The key policy: RSA 2048 to 4096 bits with a small odd exponent, or
+ * ECDSA on P-256 or P-384.  Checked before any signature work, so that
+ * what one request can cost is bounded by the largest key accepted.
+ */
 static bool ca_key_acceptable(gnutls_pubkey_t pub, char **why)
 {
     unsigned int bits = 0;
     int algo = gnutls_pubkey_get_pk_algorithm(pub, &bits);
 
     if (algo == GNUTLS_PK_RSA && bits >= 2048 && bits <= 4096) {
-        return true;
+        return ca_rsa_exponent_ok(pub, why);
     }
     if (algo == GNUTLS_PK_ECDSA && (bits == 256 || bits == 384)) {
         return true;            /* NIST P-256 or P-384 */
@@ -621,13 +646,7 @@ CocoAttestCaResult coco_attest_ca_certify_csr(CocoAttestCa *ca,
         res = COCO_ATTEST_CA_MALFORMED;
         goto out;
     }
-    /* the CSR's own signature proves possession of the key */
-    ret = gnutls_x509_crq_verify(crq, 0);
-    if (ret < 0) {
-        *why = g_strdup_printf("CSR signature: %s", gnutls_strerror(ret));
-        res = COCO_ATTEST_CA_BAD_SIGNATURE;
-        goto out;
-    }
+    /* the policy first: only then is the signature worth checking */
     if (gnutls_pubkey_init(&pub) < 0 ||
         gnutls_pubkey_import_x509_crq(pub, crq, 0) < 0) {
         *why = g_strdup("cannot read the CSR's public key");
@@ -636,6 +655,13 @@ CocoAttestCaResult coco_attest_ca_certify_csr(CocoAttestCa *ca,
     }
     if (!ca_key_acceptable(pub, why)) {
         res = COCO_ATTEST_CA_UNSUPPORTED_KEY;
+        goto out;
+    }
+    /* the CSR's own signature proves possession of the key */
+    ret = gnutls_x509_crq_verify(crq, 0);
+    if (ret < 0) {
+        *why = g_strdup_printf("CSR signature: %s", gnutls_strerror(ret));
+        res = COCO_ATTEST_CA_BAD_SIGNATURE;
         goto out;
     }
     res = ca_issue(ca, pub, GNUTLS_KEY_DIGITAL_SIGNATURE,
@@ -1069,6 +1095,10 @@ static void ca_set_dir(Object *obj, const char *value, Error **errp)
 {
     CocoAttestCa *ca = COCO_ATTEST_CA(obj);
 
+    /* worker threads read it */
+    if (!coco_attest_prop_settable(obj, ca->ready, "dir", errp)) {
+        return;
+    }
     g_free(ca->dir);
     ca->dir = g_strdup(value);
 }
@@ -1077,13 +1107,9 @@ static void ca_instance_init(Object *obj)
 {
     CocoAttestCa *ca = COCO_ATTEST_CA(obj);
 
-    ca->rate = 60;
-    ca->burst = 10;
+    ca->limit.rate = 60;
+    ca->limit.burst = 10;
     qemu_mutex_init(&ca->lock);
-    object_property_add_uint32_ptr(obj, "rate", &ca->rate,
-                                   OBJ_PROP_FLAG_READWRITE);
-    object_property_add_uint32_ptr(obj, "burst", &ca->burst,
-                                   OBJ_PROP_FLAG_READWRITE);
 }
 
 static void ca_instance_finalize(Object *obj)
@@ -1124,6 +1150,15 @@ static void ca_instance_finalize(Object *obj)
     qemu_mutex_destroy(&ca->lock);
 }
 
+static const CocoAttestU32Prop ca_u32_props[] = {
+    COCO_ATTEST_U32_PROP(CocoAttestCa, limit.rate, "rate",
+        "certificates the instance may have issued per minute "
+        "(default: 60)"),
+    COCO_ATTEST_U32_PROP(CocoAttestCa, limit.burst, "burst",
+        "certificates the instance may have issued at once after a "
+        "quiet period (default: 10)"),
+};
+
 static void ca_class_init(ObjectClass *oc, void *data)
 {
     UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
@@ -1132,6 +1167,8 @@ static void ca_class_init(ObjectClass *oc, void *data)
     object_class_property_add_str(oc, "dir", ca_get_dir, ca_set_dir);
     object_class_property_set_description(oc, "dir",
         "instance directory written by coco-attest-provision");
+    coco_attest_class_add_u32_props(oc, ca_u32_props,
+                                    G_N_ELEMENTS(ca_u32_props));
 }
 
 static const TypeInfo ca_info = {

@@ -48,6 +48,18 @@ typedef struct CocoAttestKbsSession CocoAttestKbsSession;
 void coco_attest_kbs_limits(CocoAttestKbs *kbs, CocoAttestKbsLimits *lim);
 
 /*
+ * coco_attest_kbs_take_token:
+ * @kbs: the backend
+ *
+ * Account for one guest operation that reaches the KBS (opening a
+ * session, forwarding a request) against the backend's rate and burst.
+ * Main loop only.
+ *
+ * Returns: false when the guest is over its limit and must be refused.
+ */
+bool coco_attest_kbs_take_token(CocoAttestKbs *kbs);
+
+/*
  * Is @method @path part of the KBS API the guest may reach?  POST
  * /kbs/v0/auth, POST /kbs/v0/attest and GET
  * /kbs/v0/resource/<repo>/<type>/<tag> (segments of [A-Za-z0-9._-], not

@@ -14,6 +14,11 @@ bool coco_attest_kbs_path_allowed(bool post, const char *path, size_t len)
     return false;
 }
 
+bool coco_attest_kbs_take_token(CocoAttestKbs *kbs)
+{
+    g_assert_not_reached();
+}
+
 void coco_attest_kbs_limits(CocoAttestKbs *kbs, CocoAttestKbsLimits *lim)
 {
     g_assert_not_reached();

@@ -27,11 +27,13 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/atomic.h"
+#include "qemu/error-report.h"
 #include "qemu/thread.h"
 #include "qemu/units.h"
 #include "qom/object_interfaces.h"
 #include "crypto/tlscreds.h"
 #include "crypto/tlscredsx509.h"
+#include "system/coco-attest-backend.h"
 #include "system/coco-attest-kbs.h"
 #include "hw/coco-attest/abi.h"
 #include "trace.h"
@@ -48,6 +50,9 @@ struct CocoAttestKbs {
     /* properties */
     char *url;
     char *tls_creds;
+    char *proxy;                /* NULL: no proxy, whatever the environment */
+    bool allow_http;
+    CocoAttestRate limit;       /* KBS_OPEN and KBS_FORWARD per minute */
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;
     uint32_t max_response;
@@ -148,6 +153,15 @@ bool coco_attest_kbs_path_allowed(bool post, const char *path, size_t len)
 /* ------------------------------------------------------------------ */
 /* Sessions and requests                                               */
 /* ------------------------------------------------------------------ */
+
+bool coco_attest_kbs_take_token(CocoAttestKbs *kbs)
+{
+    if (!coco_attest_rate_take(&kbs->limit)) {
+        trace_coco_attest_kbs_rate_limited(kbs->base);
+        return false;
+    }
+    return true;
+}
 
 void coco_attest_kbs_limits(CocoAttestKbs *kbs, CocoAttestKbsLimits *lim)
 {
@@ -345,6 +359,12 @@ static CURL *kbs_handle(CocoAttestKbsSession *s)
         curl_easy_setopt(c, CURLOPT_SSLCERT, kbs->cert_file);
         curl_easy_setopt(c, CURLOPT_SSLKEY, kbs->key_file);
     }
+    /*
+     * A proxy only when one is configured: "" also keeps libcurl from
+     * reading http_proxy, https_proxy and all_proxy from QEMU's
+     * environment.
+     */
+    curl_easy_setopt(c, CURLOPT_PROXY, kbs->proxy ? kbs->proxy : "");
     return c;
 }
 
@@ -496,7 +516,7 @@ CocoAttestKbsResult coco_attest_kbs_forward(CocoAttestKbsSession *s,
 /* ------------------------------------------------------------------ */
 
 /* url: http or https, a host, no credentials, query or fragment */
-static char *kbs_check_url(const char *url, Error **errp)
+static char *kbs_check_url(const char *url, bool allow_http, Error **errp)
 {
     g_autofree char *scheme = NULL, *host = NULL, *query = NULL;
     g_autofree char *frag = NULL, *user = NULL;
@@ -527,7 +547,17 @@ static char *kbs_check_url(const char *url, Error **errp)
     } else if (query || frag || user) {
         error_setg(errp, "coco-attest-kbs: url '%s': no credentials, "
                    "query or fragment allowed", url);
+    } else if (!strcmp(scheme, "http") && !allow_http) {
+        error_setg(errp, "coco-attest-kbs: url '%s' is plain HTTP: anyone "
+                   "on the path sees and can change the exchanges", url);
+        error_append_hint(errp, "Use https, or set allow-http=on to "
+                          "accept this.\n");
     } else {
+        if (!strcmp(scheme, "http")) {
+            warn_report("coco-attest-kbs: url '%s' is plain HTTP "
+                        "(allow-http=on): anyone on the path sees and can "
+                        "change the exchanges", url);
+        }
         /* the API paths are appended to it */
         base = g_strdup(url);
         while (*base && base[strlen(base) - 1] == '/') {
@@ -537,6 +567,29 @@ static char *kbs_check_url(const char *url, Error **errp)
 out:
     curl_url_cleanup(u);
     return base;
+}
+
+/* A proxy URL libcurl understands, with a scheme it speaks */
+static bool kbs_proxy_ok(const char *proxy, Error **errp)
+{
+    g_autofree char *scheme = NULL;
+    CURLU *u = curl_url();
+    bool ok;
+
+    if (!u) {
+        error_setg(errp, "coco-attest-kbs: out of memory");
+        return false;
+    }
+    ok = curl_url_set(u, CURLUPART_URL, proxy, 0) == CURLUE_OK &&
+         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+         (!strcmp(scheme, "http") || !strcmp(scheme, "https") ||
+          !strcmp(scheme, "socks5h"));
+    curl_url_cleanup(u);
+    if (!ok) {
+        error_setg(errp, "coco-attest-kbs: proxy '%s' is not an http, "
+                   "https or socks5h URL", proxy);
+    }
+    return ok;
 }
 
 static bool kbs_readable(const char *path, Error **errp)
@@ -613,7 +666,7 @@ static void kbs_complete(UserCreatable *uc, Error **errp)
         error_setg(errp, "coco-attest-kbs: the 'url' property is required");
         return;
     }
-    base = kbs_check_url(kbs->url, errp);
+    base = kbs_check_url(kbs->url, kbs->allow_http, errp);
     if (!base) {
         return;
     }
@@ -635,6 +688,13 @@ static void kbs_complete(UserCreatable *uc, Error **errp)
                    "session-timeout and max-response must not be zero");
         return;
     }
+    if (!kbs->limit.rate || !kbs->limit.burst) {
+        error_setg(errp, "coco-attest-kbs: rate and burst must be positive");
+        return;
+    }
+    if (kbs->proxy && !kbs_proxy_ok(kbs->proxy, errp)) {
+        return;
+    }
     if (kbs->tls_creds && !kbs_load_creds(kbs, errp)) {
         return;
     }
@@ -643,6 +703,7 @@ static void kbs_complete(UserCreatable *uc, Error **errp)
     kbs->max_body_in = kbs->max_response;
     kbs->sessions = kbs->max_sessions;
     kbs->idle_s = kbs->session_timeout;
+    coco_attest_rate_start(&kbs->limit);
     kbs->ready = true;
     trace_coco_attest_kbs_ready(kbs->base, kbs->ca_file ? kbs->ca_file : "",
                                 kbs->cert_file != NULL);
@@ -657,9 +718,7 @@ static void kbs_set_url(Object *obj, const char *value, Error **errp)
 {
     CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
 
-    if (kbs->ready) {
-        error_setg(errp, "coco-attest-kbs: url cannot be changed once the "
-                   "object is created");
+    if (!coco_attest_prop_settable(obj, kbs->ready, "url", errp)) {
         return;
     }
     g_free(kbs->url);
@@ -675,13 +734,41 @@ static void kbs_set_tls_creds(Object *obj, const char *value, Error **errp)
 {
     CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
 
-    if (kbs->ready) {
-        error_setg(errp, "coco-attest-kbs: tls-creds cannot be changed once "
-                   "the object is created");
+    if (!coco_attest_prop_settable(obj, kbs->ready, "tls-creds", errp)) {
         return;
     }
     g_free(kbs->tls_creds);
     kbs->tls_creds = g_strdup(value);
+}
+
+static char *kbs_get_proxy(Object *obj, Error **errp)
+{
+    return g_strdup(COCO_ATTEST_KBS(obj)->proxy);
+}
+
+static void kbs_set_proxy(Object *obj, const char *value, Error **errp)
+{
+    CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
+
+    if (!coco_attest_prop_settable(obj, kbs->ready, "proxy", errp)) {
+        return;
+    }
+    g_free(kbs->proxy);
+    kbs->proxy = g_strdup(value);
+}
+
+static bool kbs_get_allow_http(Object *obj, Error **errp)
+{
+    return COCO_ATTEST_KBS(obj)->allow_http;
+}
+
+static void kbs_set_allow_http(Object *obj, bool value, Error **errp)
+{
+    CocoAttestKbs *kbs = COCO_ATTEST_KBS(obj);
+
+    if (coco_attest_prop_settable(obj, kbs->ready, "allow-http", errp)) {
+        kbs->allow_http = value;
+    }
 }
 
 static void kbs_instance_init(Object *obj)
@@ -693,18 +780,8 @@ static void kbs_instance_init(Object *obj)
     kbs->max_response = 256 * KiB;
     kbs->max_sessions = 4;
     kbs->session_timeout = 300;
-    object_property_add_uint32_ptr(obj, "connect-timeout",
-                                   &kbs->connect_timeout_ms,
-                                   OBJ_PROP_FLAG_READWRITE);
-    object_property_add_uint32_ptr(obj, "timeout", &kbs->timeout_ms,
-                                   OBJ_PROP_FLAG_READWRITE);
-    object_property_add_uint32_ptr(obj, "max-response", &kbs->max_response,
-                                   OBJ_PROP_FLAG_READWRITE);
-    object_property_add_uint32_ptr(obj, "max-sessions", &kbs->max_sessions,
-                                   OBJ_PROP_FLAG_READWRITE);
-    object_property_add_uint32_ptr(obj, "session-timeout",
-                                   &kbs->session_timeout,
-                                   OBJ_PROP_FLAG_READWRITE);
+    kbs->limit.rate = 60;
+    kbs->limit.burst = 20;
 }
 
 static void kbs_instance_finalize(Object *obj)
@@ -714,10 +791,31 @@ static void kbs_instance_finalize(Object *obj)
     g_free(kbs->url);
     g_free(kbs->base);
     g_free(kbs->tls_creds);
+    g_free(kbs->proxy);
     g_free(kbs->ca_file);
     g_free(kbs->cert_file);
     g_free(kbs->key_file);
 }
+
+static const CocoAttestU32Prop kbs_u32_props[] = {
+    COCO_ATTEST_U32_PROP(CocoAttestKbs, connect_timeout_ms,
+        "connect-timeout",
+        "milliseconds to establish a connection (default: 5000)"),
+    COCO_ATTEST_U32_PROP(CocoAttestKbs, timeout_ms, "timeout",
+        "milliseconds for a whole request, connection included "
+        "(default: 30000)"),
+    COCO_ATTEST_U32_PROP(CocoAttestKbs, max_response, "max-response",
+        "largest answer body accepted, in bytes (default: 262144)"),
+    COCO_ATTEST_U32_PROP(CocoAttestKbs, max_sessions, "max-sessions",
+        "guest sessions open at once, 1 to 64 (default: 4)"),
+    COCO_ATTEST_U32_PROP(CocoAttestKbs, session_timeout, "session-timeout",
+        "seconds a session may stay idle (default: 300)"),
+    COCO_ATTEST_U32_PROP(CocoAttestKbs, limit.rate, "rate",
+        "KBS_OPEN and KBS_FORWARD requests per minute (default: 60)"),
+    COCO_ATTEST_U32_PROP(CocoAttestKbs, limit.burst, "burst",
+        "KBS_OPEN and KBS_FORWARD requests at once after a quiet period "
+        "(default: 20)"),
+};
 
 static void kbs_class_init(ObjectClass *oc, void *data)
 {
@@ -731,6 +829,17 @@ static void kbs_class_init(ObjectClass *oc, void *data)
                                   kbs_set_tls_creds);
     object_class_property_set_description(oc, "tls-creds",
         "ID of a tls-creds-x509 object (endpoint=client) for https");
+    object_class_property_add_str(oc, "proxy", kbs_get_proxy,
+                                  kbs_set_proxy);
+    object_class_property_set_description(oc, "proxy",
+        "proxy URL for the KBS connections (default: none; the proxy "
+        "environment variables are ignored)");
+    object_class_property_add_bool(oc, "allow-http", kbs_get_allow_http,
+                                   kbs_set_allow_http);
+    object_class_property_set_description(oc, "allow-http",
+        "accept a plain http url (default: off)");
+    coco_attest_class_add_u32_props(oc, kbs_u32_props,
+                                    G_N_ELEMENTS(kbs_u32_props));
 }
 
 static const TypeInfo kbs_info = {

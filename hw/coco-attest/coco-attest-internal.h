@@ -88,7 +88,13 @@ struct CocoAttestState {
     /* KBS sessions (with a kbs backend): max-sessions slots */
     CocoAttestSession *sessions;
     uint32_t n_sessions;
-    uint32_t next_session;
+
+    /*
+     * Requests handed to the thread pool or a timer and not retired yet,
+     * those of an earlier epoch included: a reset must not let a guest
+     * stack up work.
+     */
+    uint32_t outstanding;
 
     /* statistics for query-coco-attest */
     uint64_t stat_requests;
@@ -96,10 +102,12 @@ struct CocoAttestState {
     uint64_t stat_dropped;
     uint64_t stat_kbs_requests;
     uint64_t stat_kbs_errors;
+    uint64_t stat_kbs_rate_limited;
 
     /*
-     * Migration.  A request completed while the VM is stopped is parked
-     * and delivered when it runs again (never, on a migration source);
+     * Migration.  A request completed while the VM is stopped (not
+     * merely suspended) is parked and delivered when it runs again
+     * (never, on a migration source);
      * the stream only says which channel had a request in flight, and
      * the destination answers it RETRY.
      */

@@ -48,6 +48,7 @@ static int coca_query_one(Object *obj, void *opaque)
     }
     info->kbs_requests = s->stat_kbs_requests;
     info->kbs_errors = s->stat_kbs_errors;
+    info->kbs_rate_limited = s->stat_kbs_rate_limited;
     QAPI_LIST_APPEND(*tail, info);
     return 0;
 }

@@ -26,7 +26,6 @@
 #include "qemu/bswap.h"
 #include "qemu/crc32c.h"
 #include "qemu/cutils.h"
-#include "qemu/guest-random.h"
 #include "qemu/host-utils.h"
 #include "qemu/log.h"
 #include "qemu/module.h"
@@ -36,6 +35,7 @@
 #include "qapi/qapi-events-coco-attest.h"
 #include "block/aio.h"
 #include "block/thread-pool.h"
+#include "crypto/random.h"
 #include "exec/address-spaces.h"
 #include "exec/memory.h"
 #include "hw/acpi/acpi_aml_interface.h"
@@ -70,7 +70,7 @@ struct CocoAttestReq {
     CocoAttestCa *ca;           /* for backend work (referenced) */
     uint32_t arg;               /* command argument parsed on the vCPU */
     uint8_t nonce[COCA_NONCE_SIZE];     /* consumed by this request */
-    bool nonce_used;
+    bool outstanding;           /* counted in CocoAttestState.outstanding */
     char *why;                  /* a failure to log on completion */
     /* KBS_FORWARD, parsed on the vCPU */
     CocoAttestKbsSession *ks;   /* referenced */
@@ -227,6 +227,10 @@ static CocoAttestReq *coca_req_new(CocoAttestState *s, CocoAttestChan chan)
 
 static void coca_req_free(CocoAttestReq *req)
 {
+    if (req->outstanding) {
+        assert(req->s->outstanding > 0);
+        req->s->outstanding--;
+    }
     if (req->timer) {
         timer_free(req->timer);
     }
@@ -398,12 +402,15 @@ static void coca_complete(CocoAttestReq *req)
         return;
     }
     assert(s->inflight == req);
-    if (!runstate_is_running() && !current_cpu) {
+    if (!runstate_is_running() && !runstate_check(RUN_STATE_SUSPENDED) &&
+        !current_cpu) {
         /*
          * No guest memory writes while the VM is stopped: its RAM may be
          * on its way to a migration destination.  Deliver on resume.  (A
          * vCPU still finishing an I/O access while the VM stops writes
          * before it is paused, which migration's final RAM pass covers.)
+         * A suspended (S3) VM is not stopped: its RAM stays live, dirty
+         * tracking covers it, and no resume would come to deliver it.
          */
         trace_coco_attest_parked(req->hdr.command, req->hdr.seq);
         s->parked = req;
@@ -468,17 +475,45 @@ static void coca_work_start(void *opaque)
  * virtual time, if non-zero) and must touch nothing but the request.  The
  * guest sees COCA_STATUS_PENDING until then.
  */
-static void coca_defer(CocoAttestReq *req, ThreadPoolFunc *work,
-                       uint32_t delay_ms)
+/*
+ * Whether @req may hand work to the thread pool.  A request of an earlier
+ * epoch (before a reset) may still be running there: until it has
+ * finished, the guest's next one is answered RETRY, so that resetting
+ * the device never lets a guest stack up work.
+ */
+static bool coca_may_defer(CocoAttestReq *req)
+{
+    if (req->s->outstanding) {
+        COCA_LOG("command 0x%x: work from before the last reset is still "
+                 "running, answering RETRY", req->hdr.command);
+        coca_fail(req, COCA_STATUS_RETRY);
+        return false;
+    }
+    return true;
+}
+
+/* Mark @req PENDING to the guest; false (and @req failed) if it cannot */
+static bool coca_mark_pending(CocoAttestReq *req)
 {
     uint32_t pending = cpu_to_le32(COCA_STATUS_PENDING);
 
-    req->work = work;
     trace_coco_attest_pending(req->hdr.command, req->hdr.seq, req->epoch);
     if (req->chan == COCA_CHAN_PAGE &&
         !coca_write(req->page + COCA_HDR_STATUS_OFF, &pending,
                     sizeof(pending))) {
         coca_fail(req, COCA_STATUS_BAD_BUFFER);
+        return false;
+    }
+    req->outstanding = true;
+    req->s->outstanding++;
+    return true;
+}
+
+static void coca_defer(CocoAttestReq *req, ThreadPoolFunc *work,
+                       uint32_t delay_ms)
+{
+    req->work = work;
+    if (!coca_mark_pending(req)) {
         return;
     }
     if (delay_ms) {
@@ -601,7 +636,9 @@ static void coca_op_echo(CocoAttestReq *req)
     req->out = g_steal_pointer(&req->in);
     req->out_len = req->in_len;
     if (e.flags & COCA_ECHO_ASYNC) {
-        coca_defer(req, coca_echo_work, s->echo_delay_ms);
+        if (coca_may_defer(req)) {
+            coca_defer(req, coca_echo_work, s->echo_delay_ms);
+        }
         return;
     }
     coca_echo_work(req);
@@ -654,8 +691,15 @@ static void coca_op_get_identity(CocoAttestReq *req)
 static void coca_op_get_nonce(CocoAttestReq *req)
 {
     CocoAttestState *s = req->s;
+    Error *err = NULL;
 
-    qemu_guest_getrandom_nofail(s->nonce, sizeof(s->nonce));
+    /* the host's CSPRNG: -seed makes qemu_guest_getrandom predictable */
+    s->nonce_valid = false;
+    if (qcrypto_random_bytes(s->nonce, sizeof(s->nonce), &err) < 0) {
+        error_report_err(err);
+        coca_fail(req, COCA_STATUS_INTERNAL);
+        return;
+    }
     s->nonce_valid = true;
     req->out = g_memdup2(s->nonce, sizeof(s->nonce));
     req->out_len = sizeof(s->nonce);
@@ -729,6 +773,9 @@ static void coca_op_get_ek_cert(CocoAttestReq *req)
         coca_fail(req, COCA_STATUS_INVALID);
         return;
     }
+    if (!coca_may_defer(req)) {
+        return;
+    }
     req->ca = COCO_ATTEST_CA(object_ref(OBJECT(req->s->ca)));
     coca_defer(req, coca_ek_cert_work, 0);
 }
@@ -770,6 +817,9 @@ static void coca_op_certify_ek(CocoAttestReq *req)
         COCA_LOG("CERTIFY_EK: unknown NV index 0x%x or format %u", nv,
                  format);
         coca_fail(req, COCA_STATUS_INVALID);
+        return;
+    }
+    if (!coca_may_defer(req)) {
         return;
     }
     if (!coco_attest_ca_take_token(req->s->ca)) {
@@ -819,6 +869,9 @@ static void coca_op_certify_ak(CocoAttestReq *req)
         coca_fail(req, COCA_STATUS_INVALID);
         return;
     }
+    if (!coca_may_defer(req)) {
+        return;
+    }
     if (req->arg == COCA_AK_FORMAT_TPM) {
         /* the nonce is single use, whatever the outcome */
         if (!req->s->nonce_valid) {
@@ -827,7 +880,6 @@ static void coca_op_certify_ak(CocoAttestReq *req)
             return;
         }
         memcpy(req->nonce, req->s->nonce, sizeof(req->nonce));
-        req->nonce_used = true;
         req->s->nonce_valid = false;
     }
     if (!coco_attest_ca_take_token(req->s->ca)) {
@@ -944,12 +996,25 @@ static void coca_op_kbs_config(CocoAttestReq *req)
     coca_complete(req);
 }
 
+/* KBS_OPEN and KBS_FORWARD reach the KBS: the backend's rate applies */
+static bool coca_kbs_take_token(CocoAttestReq *req)
+{
+    if (!coco_attest_kbs_take_token(req->s->kbs)) {
+        COCA_LOG("command 0x%x: KBS rate limit reached", req->hdr.command);
+        req->s->stat_kbs_rate_limited++;
+        coca_fail(req, COCA_STATUS_RATE_LIMITED);
+        return false;
+    }
+    return true;
+}
+
 static void coca_op_kbs_open(CocoAttestReq *req)
 {
     CocoAttestState *s = req->s;
     struct coca_kbs_session out = { 0 };
     CocoAttestSession *ses = NULL;
-    uint32_t i;
+    Error *err = NULL;
+    uint32_t i, id;
 
     coca_sessions_expire(s);
     for (i = 0; i < s->n_sessions && !ses; i++) {
@@ -962,12 +1027,18 @@ static void coca_op_kbs_open(CocoAttestReq *req)
         coca_fail(req, COCA_STATUS_BUSY);
         return;
     }
-    /* identifiers are not reused soon: skip 0 and any still open */
+    if (!coca_kbs_take_token(req)) {
+        return;
+    }
+    /* unguessable, never 0, never one still open */
     do {
-        s->next_session++;
-    } while (!s->next_session ||
-             coca_session_find(s, s->next_session) != NULL);
-    ses->id = s->next_session;
+        if (qcrypto_random_bytes(&id, sizeof(id), &err) < 0) {
+            error_report_err(err);
+            coca_fail(req, COCA_STATUS_INTERNAL);
+            return;
+        }
+    } while (!id || coca_session_lookup(s, id));
+    ses->id = id;
     ses->last_used = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     ses->ks = coco_attest_kbs_session_new(s->kbs);
     trace_coco_attest_kbs_session(ses->id, "opened");
@@ -1094,7 +1165,6 @@ static void coca_op_kbs_forward(CocoAttestReq *req)
     uint16_t method, path_len, ctype_len;
     uint32_t body_len;
     const uint8_t *path, *ctype;
-    uint32_t pending = cpu_to_le32(COCA_STATUS_PENDING);
 
     if (req->in_len < sizeof(r)) {
         COCA_LOG("KBS_FORWARD payload too short (%u bytes)", req->in_len);
@@ -1147,6 +1217,9 @@ static void coca_op_kbs_forward(CocoAttestReq *req)
         coca_fail(req, COCA_STATUS_NO_SESSION);
         return;
     }
+    if (!coca_may_defer(req) || !coca_kbs_take_token(req)) {
+        return;
+    }
     ses->last_used = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     req->kbs_session = ses->id;
     req->ks = coco_attest_kbs_session_ref(ses->ks);
@@ -1158,11 +1231,7 @@ static void coca_op_kbs_forward(CocoAttestReq *req)
     req->kbs_max_response = coca_kbs_max_response(s);
 
     /* always off the vCPU: the KBS may take seconds */
-    trace_coco_attest_pending(req->hdr.command, req->hdr.seq, req->epoch);
-    if (req->chan == COCA_CHAN_PAGE &&
-        !coca_write(req->page + COCA_HDR_STATUS_OFF, &pending,
-                    sizeof(pending))) {
-        coca_fail(req, COCA_STATUS_BAD_BUFFER);
+    if (!coca_mark_pending(req)) {
         return;
     }
     thread_pool_submit_aio(coca_kbs_forward_work, req, coca_kbs_forward_done,
@@ -1756,15 +1825,12 @@ static int coca_pre_save(void *opaque)
     s->mig_last_chan = s->last_chan;
     s->mig_max_object = s->max_object;
     /*
-     * ...and if it consumed the nonce (a TPM-format CERTIFY_AK), the
-     * resent request must find it again at the destination
+     * A nonce is single use: only one not consumed yet migrates.  A
+     * TPM-format CERTIFY_AK in flight consumed its nonce, so its resent
+     * request is answered NONCE and the guest fetches a fresh one.
      */
     memcpy(s->mig_nonce, s->nonce, sizeof(s->nonce));
     s->mig_nonce_valid = s->nonce_valid;
-    if (s->inflight && s->inflight->nonce_used) {
-        memcpy(s->mig_nonce, s->inflight->nonce, sizeof(s->mig_nonce));
-        s->mig_nonce_valid = true;
-    }
     if (s->sessions) {
         coca_kbs_pack(s);
     }
@@ -1796,14 +1862,24 @@ static bool coca_features_valid(void *opaque, int version_id)
     return false;
 }
 
-/* Before the port buffer is read into: it must fit */
+/*
+ * Before the port buffer is read into: it must fit.  This runs on save
+ * too, so it checks only what the device itself always keeps true: a
+ * response has any length (a 9-byte ECHO answer is 57 bytes), a request
+ * being streamed grows by whole words.
+ */
 static bool coca_port_len_valid(void *opaque, int version_id)
 {
     CocoAttestState *s = opaque;
 
-    if (s->port_len > s->port_cap || s->port_len % 4) {
+    if (s->port_len > s->port_cap) {
         COCA_MIG_ERROR("port stream of %u bytes (this device holds %u)",
                        s->port_len, s->port_cap);
+        return false;
+    }
+    if (s->port_active && s->port_len % 4) {
+        COCA_MIG_ERROR("port request of %u bytes is not whole words",
+                       s->port_len);
         return false;
     }
     return true;
@@ -1849,10 +1925,23 @@ static int coca_post_load(void *opaque, int version_id)
         COCA_MIG_ERROR("interrupt enabled, but this device has none");
         return -EINVAL;
     }
+    /*
+     * The DATA register reads whole words at port_pos from a response
+     * padded to a word: port_pos must be a word inside that padding, and
+     * the CRC the guest checks must be the response's.
+     */
     if ((s->port_active && s->port_response) ||
-        s->port_pos > s->port_len ||
+        s->port_pos % 4 || s->port_pos > ROUND_UP(s->port_len, 4) ||
         (s->port_response && s->port_len < COCA_HDR_SIZE)) {
-        COCA_MIG_ERROR("inconsistent port channel state");
+        COCA_MIG_ERROR("inconsistent port channel state (read position %u "
+                       "of %u bytes, active %d, response %d)", s->port_pos,
+                       s->port_len, s->port_active, s->port_response);
+        return -EINVAL;
+    }
+    if (s->port_response &&
+        s->port_crc != coca_crc(s->port_buf, s->port_len)) {
+        COCA_MIG_ERROR("port response CRC 0x%08x does not match its %u "
+                       "bytes", s->port_crc, s->port_len);
         return -EINVAL;
     }
     if ((s->mig_inflight == COCA_CHAN_PAGE && !s->page_valid) ||
@@ -1902,6 +1991,15 @@ static void coca_reset_enter(Object *obj, ResetType type)
     CocoAttestState *s = COCO_ATTEST(obj);
     CocoAttestReq *req = s->inflight;
 
+    /*
+     * Waking from S3 is not a new boot: the guest's memory, and the
+     * service module's state in it, survived the suspend, and so does
+     * the device's.  A request pending across the suspend completes.
+     */
+    if (type == RESET_TYPE_WAKEUP) {
+        trace_coco_attest_wakeup(req != NULL);
+        return;
+    }
     s->epoch++;
     trace_coco_attest_reset(s->epoch, req != NULL);
     coca_drop_parked(s);
@@ -2079,13 +2177,32 @@ static const VMStateDescription coca_vmstate_kbs = {
     .minimum_version_id = 1,
     .needed = coca_kbs_needed,
     .fields = (const VMStateField[]) {
-        VMSTATE_UINT32(next_session, CocoAttestState),
+        VMSTATE_UNUSED(4),      /* was a session id counter */
         VMSTATE_UINT64(stat_kbs_requests, CocoAttestState),
         VMSTATE_UINT64(stat_kbs_errors, CocoAttestState),
         VMSTATE_UINT32(mig_kbs_len, CocoAttestState),
         VMSTATE_VALIDATE("KBS sessions fit", coca_kbs_len_valid),
         VMSTATE_VBUFFER_UINT32(mig_kbs, CocoAttestState, 0, NULL,
                                mig_kbs_len),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+/* Sent only once the guest was refused for its KBS rate */
+static bool coca_kbs_limits_needed(void *opaque)
+{
+    CocoAttestState *s = opaque;
+
+    return s->stat_kbs_rate_limited != 0;
+}
+
+static const VMStateDescription coca_vmstate_kbs_limits = {
+    .name = "coco-attest/limits",   /* no "coco-attest/kbs" prefix */
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = coca_kbs_limits_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT64(stat_kbs_rate_limited, CocoAttestState),
         VMSTATE_END_OF_LIST()
     },
 };
@@ -2132,6 +2249,7 @@ static const VMStateDescription coca_vmstate = {
     },
     .subsections = (const VMStateDescription * const []) {
         &coca_vmstate_kbs,
+        &coca_vmstate_kbs_limits,
         NULL
     },
 };

@@ -117,7 +117,7 @@ PY
 
 faults ""
 : > "$COCA_KBS_LOG"
-boot http-p256 "url=$COCA_KBS_URL" "coca.kbs=default/test/secret"
+boot http-p256 "url=$COCA_KBS_URL,allow-http=on" "coca.kbs=default/test/secret"
 ok $? "HTTP, P-256: the guest completes auth, attest and resource"
 secret_line http-p256
 ok $? "HTTP, P-256: the guest decrypted the secret the KBS holds"
@@ -140,14 +140,14 @@ ok $? "HTTPS, P-521: the secret decrypted in the guest, only the JWE on the host
 
 # a KBS that answers garbage: the guest says so, no crash, no hang
 faults '{"garbage": true, "paths": ["/kbs/v0/auth"]}'
-boot garbage "url=$COCA_KBS_URL" \
+boot garbage "url=$COCA_KBS_URL,allow-http=on" \
     "coca.kbs=default/test/secret coca.kbs.expect=non-JSON"
 ok $? "a non-JSON answer: the guest reports it and the VM runs on"
 faults ""
 
 # vCPU progress while the KBS takes 2 s to answer attest
 faults '{"delay": 2, "paths": ["/kbs/v0/attest"]}'
-boot progress "url=$COCA_KBS_URL" "coca.kbs=default/test/secret coca.kbs.progress"
+boot progress "url=$COCA_KBS_URL,allow-http=on" "coca.kbs=default/test/secret coca.kbs.progress"
 ok $? "a 2 s KBS delay: the flow completes"
 faults ""
 line=$(grep -o 'kbs: progress .*' "$tmp/progress/console.log" | tail -n 1)

@@ -2609,12 +2609,20 @@ static void kbs_faults(const char *json)
     g_assert_cmpint(rename(tmp, path), ==, 0);
 }
 
+/*
+ * The test KBS listens on loopback, over plain HTTP too; the tests make
+ * many requests quickly, so the rate limit is out of their way unless a
+ * test sets it.
+ */
+#define KBS_OBJ "-object coco-attest-kbs,id=kbs0,allow-http=on," \
+                "rate=100000,burst=100000,url="
+
 /* A machine with a coco-attest-kbs for @url (plus @props), negotiated. */
 static Coca *kbs_ready(const char *url, const char *props,
                        const char *extra_objects)
 {
     g_autofree char *obj = g_strdup_printf(
-        "%s -object coco-attest-kbs,id=kbs0,url=%s%s",
+        "%s " KBS_OBJ "%s%s",
         extra_objects ? extra_objects : "", url, props ? props : "");
     Coca *c = coca_start_with("q35", obj, ",kbs=kbs0");
     struct coca_negotiate_resp r;
@@ -3221,16 +3229,27 @@ static void test_kbs_startup_errors(void)
           "no credentials, query or fragment" },
         { "-object 'coco-attest-kbs,id=k,url=not a url'",
           "url 'not a url'" },
-        { "-object coco-attest-kbs,id=k,url=http://h,max-sessions=65",
+        { "-object coco-attest-kbs,id=k,url=https://h,max-sessions=65",
           "max-sessions must be 1 to 64" },
-        { "-object coco-attest-kbs,id=k,url=http://h/"
+        { "-object coco-attest-kbs,id=k,url=https://h/"
           "0123456789012345678901234567890123456789012345678901234567890123"
           "0123456789012345678901234567890123456789012345678901234567890123"
           "0123456789012345678901234567890123456789012345678901234567890123"
           "0123456789012345678901234567890123456789012345678901234567890123",
           "url longer than 255 bytes" },
-        { "-object coco-attest-kbs,id=k,url=http://h,timeout=0",
+        { "-object coco-attest-kbs,id=k,url=https://h,timeout=0",
           "must not be zero" },
+        /* plain HTTP only when asked for, proxies only when configured */
+        { "-object coco-attest-kbs,id=k,url=http://h",
+          "url 'http://h' is plain HTTP" },
+        { "-object coco-attest-kbs,id=k,url=http://h,allow-http=off",
+          "set allow-http=on to accept this" },
+        { "-object coco-attest-kbs,id=k,url=https://h,proxy=ftp://p",
+          "proxy 'ftp://p' is not an http, https or socks5h URL" },
+        { "-object coco-attest-kbs,id=k,url=https://h,rate=0",
+          "rate and burst must be positive" },
+        { "-object coco-attest-kbs,id=k,url=https://h,burst=0",
+          "rate and burst must be positive" },
         { "-object coco-attest-kbs,id=k,url=https://h,tls-creds=none",
           "no TLS credentials with id 'none'" },
         { "-object authz-simple,id=a,identity=x "
@@ -3634,7 +3653,7 @@ static void test_migration_kbs_session(void)
         return;
     }
     kbs_faults(NULL);
-    obj = g_strdup_printf("-object coco-attest-kbs,id=kbs0,url=%s", url);
+    obj = g_strdup_printf(KBS_OBJ "%s", url);
     src = kbs_ready(url, NULL, NULL);
     s = kbs_open(src, COCA_STATUS_OK);
     kbs_open(src, COCA_STATUS_OK);
@@ -3680,7 +3699,7 @@ static void test_migration_kbs_pending(void)
     if (!url) {
         return;
     }
-    obj = g_strdup_printf("-object coco-attest-kbs,id=kbs0,url=%s", url);
+    obj = g_strdup_printf(KBS_OBJ "%s", url);
     src = kbs_ready(url, NULL, NULL);
     dst = coca_incoming(obj, ",kbs=kbs0", log);
     s = kbs_open(src, COCA_STATUS_OK);
@@ -3696,6 +3715,1137 @@ static void test_migration_kbs_pending(void)
     coca_stop(src);
     coca_stop(dst);
     unlink(log);
+}
+#endif /* CONFIG_CURL */
+
+/* ------------------------------------------------------------------ */
+/* Migration matrix: every device state, both channels, odd and even   */
+/* lengths, with and without an external buffer and a KBS session;     */
+/* each stream goes source -> destination -> second destination.       */
+/* ------------------------------------------------------------------ */
+
+typedef enum MigState {
+    MIG_ACKED,          /* the response was read and acknowledged */
+    MIG_UNREAD,         /* the response is ready, not read */
+    MIG_HALF_READ,      /* port: the response header was read */
+    MIG_PENDING,        /* the request is in flight */
+    MIG_HALF_WRITTEN,   /* port: half the request was streamed */
+} MigState;
+
+static const char *const mig_state_names[] = {
+    "acked", "unread", "half-read", "pending", "half-written",
+};
+
+typedef struct MigCase {
+    bool port;
+    MigState state;
+    size_t len;                 /* ECHO data bytes */
+    bool ext_buf;
+    bool kbs;
+} MigCase;
+
+/* Load the stream in @path into a new QEMU, which then runs. */
+static Coca *mig_from_file(const char *objects, const char *props,
+                           const char *path, const char *log)
+{
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    g_autofree char *status = NULL, *error = NULL;
+    Coca *c = coca_incoming(objects, props, log);
+
+    qtest_qmp_assert_success(c->qts, "{'execute': 'migrate-incoming', "
+                             "'arguments': {'uri': %s, "
+                             "'exit-on-error': false}}", uri);
+    status = mig_wait(c->qts, &error);
+    if (strcmp(status, "completed")) {
+        g_autofree char *all = NULL;
+
+        g_file_get_contents(log, &all, NULL, NULL);
+        g_test_message("load failed: %s; %s", error, all);
+    }
+    g_assert_cmpstr(status, ==, "completed");
+    mig_wait_running(c->qts);
+    return c;
+}
+
+/* Save @c to @path and load it into a new QEMU; @c is stopped then. */
+static Coca *mig_hop(Coca *c, const char *objects, const char *props,
+                     const char *path, const char *log)
+{
+    Coca *next;
+
+    g_byte_array_unref(mig_to_file(c, path));
+    next = mig_from_file(objects, props, path, log);
+    next->seq = c->seq;
+    return next;
+}
+
+static void port_write_words(Coca *c, const uint8_t *buf, size_t from,
+                             size_t to)
+{
+    size_t i;
+
+    for (i = from; i < to; i += 4) {
+        wr(c, COCA_REG_DATA, ldl_le_p(buf + i));
+    }
+}
+
+static void port_read_words(Coca *c, uint8_t *buf, size_t from, size_t to)
+{
+    size_t i;
+
+    for (i = from; i < to; i += 4) {
+        stl_le_p(buf + i, rd(c, COCA_REG_DATA));
+        g_assert_cmpuint(rd(c, COCA_REG_CMD), ==, COCA_RES_OK);
+    }
+}
+
+/* The rest of a port response whose first @have bytes are in @buf */
+static void port_finish_read(Coca *c, uint8_t *buf, size_t have,
+                             Msg *m)
+{
+    size_t total;
+
+    if (have < COCA_HDR_SIZE) {
+        port_read_words(c, buf, have, COCA_HDR_SIZE);
+        have = COCA_HDR_SIZE;
+    }
+    *m = msg_from_wire((struct coca_hdr *)buf);
+    g_assert_cmphex(m->flags & COCA_FLAG_RESPONSE, ==, COCA_FLAG_RESPONSE);
+    total = COCA_HDR_SIZE +
+            (m->status == COCA_STATUS_OK ? m->resp_len : 0);
+    g_assert_cmpuint(total, <=, COCA_HDR_SIZE + COCA_MAX_OBJECT_MIN);
+    port_read_words(c, buf, have, ROUND_UP(total, 4));
+    /* nothing past the padded end */
+    rd(c, COCA_REG_DATA);
+    g_assert_cmpuint(rd(c, COCA_REG_CMD), ==, COCA_RES_STREAM);
+    g_assert_cmphex(rd(c, COCA_REG_CRC), ==, crc(buf, total));
+    g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+}
+
+static void mig_matrix_case(const MigCase *mc)
+{
+    g_autofree char *log = log_path("matrix");
+    g_autofree char *path = g_strdup_printf("%s/coca-matrix-%d.bin",
+                                            g_get_tmp_dir(), getpid());
+    const char *url = mc->kbs ? g_getenv("COCA_KBS_URL") : NULL;
+    g_autofree char *obj = url ? g_strdup_printf(KBS_OBJ "%s", url) : NULL;
+    const char *props = url ? ",kbs=kbs0,x-echo-delay-ms=100"
+                            : ",x-echo-delay-ms=100";
+    uint32_t flags = mc->state == MIG_PENDING ? COCA_ECHO_ASYNC : 0;
+    g_autofree uint8_t *req = echo_payload(flags, mc->len, mc->len);
+    size_t req_len = sizeof(struct coca_echo) + mc->len;
+    size_t wire = ROUND_UP(COCA_HDR_SIZE + req_len, 4);
+    g_autofree uint8_t *stream = g_malloc0(wire);
+    g_autofree uint8_t *resp = g_malloc0(COCA_HDR_SIZE +
+                                         COCA_MAX_OBJECT_MIN + 4);
+    uint32_t session = 0;
+    Coca *src, *mid, *dst;
+    Msg m;
+
+    src = coca_start_with("q35", obj, props);
+    g_assert_cmpuint(register_page(src, src->page), ==, COCA_RES_OK);
+    negotiate(src, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    if (url) {
+        session = kbs_open(src, COCA_STATUS_OK);
+    }
+
+    m = msg_new(src, COCA_OP_ECHO, req_len);
+    if (mc->port) {
+        msg_to_wire(&m, (struct coca_hdr *)stream);
+        memcpy(stream + COCA_HDR_SIZE, req, req_len);
+        g_assert_cmpuint(cmd(src, COCA_CMD_PORT_BEGIN), ==, COCA_RES_OK);
+        if (mc->state == MIG_HALF_WRITTEN) {
+            port_write_words(src, stream, 0, ROUND_UP(wire / 2, 4));
+        } else {
+            port_write_words(src, stream, 0, wire);
+            wr(src, COCA_REG_CRC, crc(stream, COCA_HDR_SIZE + req_len));
+            g_assert_cmpuint(cmd(src, COCA_CMD_PORT_SUBMIT), ==,
+                             COCA_RES_OK);
+        }
+        if (mc->state == MIG_ACKED) {
+            g_free(port_recv(src, &m));
+            g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+        } else if (mc->state == MIG_HALF_READ) {
+            port_read_words(src, resp, 0, COCA_HDR_SIZE);
+        }
+    } else {
+        if (mc->ext_buf) {
+            m.flags = COCA_FLAG_EXT_BUF;
+            m.buf_gpa = guest_alloc(&src->alloc, COCA_PAGE_SIZE);
+            m.buf_len = COCA_PAGE_SIZE;
+        }
+        g_assert_cmpuint(page_req(src, &m, req, req_len), ==,
+                         mc->state == MIG_PENDING ? COCA_STATUS_PENDING
+                                                  : COCA_STATUS_OK);
+        if (mc->state == MIG_ACKED) {
+            g_assert_cmpuint(cmd(src, COCA_CMD_ACK), ==, COCA_RES_OK);
+        }
+    }
+
+    /* source -> destination -> a second destination */
+    mid = mig_hop(src, obj, props, path, log);
+    dst = mig_hop(mid, obj, props, path, log);
+
+    switch (mc->state) {
+    case MIG_HALF_WRITTEN:
+        port_write_words(dst, stream, ROUND_UP(wire / 2, 4), wire);
+        wr(dst, COCA_REG_CRC, crc(stream, COCA_HDR_SIZE + req_len));
+        g_assert_cmpuint(cmd(dst, COCA_CMD_PORT_SUBMIT), ==, COCA_RES_OK);
+        /* fall through */
+    case MIG_UNREAD:
+    case MIG_HALF_READ:
+        if (mc->port) {
+            port_finish_read(dst, resp, mc->state == MIG_HALF_READ ?
+                             COCA_HDR_SIZE : 0, &m);
+            g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+            g_assert_cmpuint(m.resp_len, ==, req_len);
+            check_echo(resp + COCA_HDR_SIZE, mc->len, 0, mc->len);
+        } else {
+            m = page_hdr(dst);
+            g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+            page_payload(dst, &m, resp, req_len);
+            check_echo(resp, mc->len, 0, mc->len);
+            g_assert_cmpuint(cmd(dst, COCA_CMD_ACK), ==, COCA_RES_OK);
+        }
+        break;
+    case MIG_PENDING:
+        /* the first destination answered RETRY, the second carried it */
+        if (mc->port) {
+            port_finish_read(dst, resp, 0, &m);
+        } else {
+            m = page_wait(dst);
+            g_assert_cmpuint(cmd(dst, COCA_CMD_ACK), ==, COCA_RES_OK);
+        }
+        g_assert_cmpuint(m.status, ==, COCA_STATUS_RETRY);
+        g_assert_cmpuint(m.resp_len, ==, 0);
+        break;
+    case MIG_ACKED:
+        g_assert_cmphex(rd(dst, COCA_REG_STATUS) &
+                        (COCA_STS_BUSY | COCA_STS_DONE), ==, 0);
+        break;
+    }
+
+    /* the guest's next request works on the same channel */
+    m = msg_new(dst, COCA_OP_ECHO, sizeof(struct coca_echo) + mc->len);
+    if (mc->port) {
+        g_autofree uint8_t *again = echo_payload(0, mc->len, 77);
+        g_autofree uint8_t *out = NULL;
+
+        g_assert_cmpuint(port_send(dst, &m, again, m.req_len, 0), ==,
+                         COCA_RES_OK);
+        out = port_recv(dst, &m);
+        g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+        check_echo(out, mc->len, 0, 77);
+    } else {
+        echo_ok(dst);
+    }
+    if (url) {
+        QDict *info = query_one(dst);
+
+        g_assert_cmpint(qdict_get_int(info, "kbs-sessions"), ==, 1);
+        qobject_unref(info);
+        g_assert_cmpuint(kbs_close(dst, session), ==, COCA_STATUS_OK);
+    }
+    coca_stop(src);
+    coca_stop(mid);
+    coca_stop(dst);
+    unlink(path);
+    unlink(log);
+}
+
+static void test_migration_matrix(void)
+{
+    static const MigState page_states[] = {
+        MIG_ACKED, MIG_UNREAD, MIG_PENDING,
+    };
+    static const MigState port_states[] = {
+        MIG_ACKED, MIG_UNREAD, MIG_HALF_READ, MIG_PENDING, MIG_HALF_WRITTEN,
+    };
+    static const size_t lens[] = { 1, 2, 5, 8 };
+    bool have_kbs = g_getenv("COCA_KBS_URL") != NULL;
+    size_t i, j, k;
+    int kbs;
+
+    for (kbs = 0; kbs <= have_kbs; kbs++) {
+        for (i = 0; i < ARRAY_SIZE(lens); i++) {
+            for (j = 0; j < ARRAY_SIZE(port_states); j++) {
+                MigCase mc = { .port = true, .state = port_states[j],
+                               .len = lens[i], .kbs = kbs };
+
+                g_test_message("port, %s, %zu bytes%s",
+                               mig_state_names[mc.state], mc.len,
+                               kbs ? ", KBS session" : "");
+                mig_matrix_case(&mc);
+            }
+            for (j = 0; j < ARRAY_SIZE(page_states); j++) {
+                for (k = 0; k < 2; k++) {
+                    MigCase mc = { .state = page_states[j], .len = lens[i],
+                                   .ext_buf = k, .kbs = kbs };
+
+                    g_test_message("page, %s, %zu bytes%s%s",
+                                   mig_state_names[mc.state], mc.len,
+                                   k ? ", external buffer" : "",
+                                   kbs ? ", KBS session" : "");
+                    mig_matrix_case(&mc);
+                }
+            }
+        }
+    }
+}
+
+/*
+ * A port response of any length moves, and the source survives saving
+ * it: a 1-byte ECHO answer is 57 bytes, not whole words.  (The guest
+ * read and acknowledged it; the stream still holds it.)
+ */
+static void test_migration_port_odd(void)
+{
+    g_autofree char *log = log_path("port-odd");
+    g_autofree uint8_t *req = echo_payload(0, 1, 5);
+    g_autofree uint8_t *resp = NULL;
+    Coca *src = coca_ready(NULL);
+    Coca *dst = coca_incoming(NULL, NULL, log);
+    Msg m = msg_new(src, COCA_OP_ECHO, sizeof(struct coca_echo) + 1);
+
+    g_assert_cmpuint(port_send(src, &m, req, m.req_len, 0), ==,
+                     COCA_RES_OK);
+    resp = port_recv(src, &m);
+    g_assert_cmpuint(m.resp_len, ==, sizeof(struct coca_echo) + 1);
+    g_assert_true(coca_migrate(src, dst));
+    dst->seq = src->seq;
+    echo_ok(dst);
+    /* the source is alive too, and carries on when resumed */
+    qtest_qmp_assert_success(src->qts, "{'execute': 'cont'}");
+    mig_wait_running(src->qts);
+    echo_ok(src);
+    coca_stop(src);
+    coca_stop(dst);
+    unlink(log);
+}
+
+/*
+ * Every field a stream sets is checked against what the device relies
+ * on: here the port channel's read position and CRC, on a stream with a
+ * response ready (a 4-byte ECHO: 60 bytes, whole words).
+ */
+static void test_migration_corrupt_port(void)
+{
+    static const struct {
+        size_t off;             /* from the first field */
+        uint8_t bytes[4];
+        size_t len;
+        const char *error;
+    } cases[] = {
+        /* port_pos = 59: the last word would read past the response */
+        { 71, { 0, 0, 0, 59 }, 4, "inconsistent port channel state" },
+        /* port_pos = 2: not a word */
+        { 71, { 0, 0, 0, 2 }, 4, "inconsistent port channel state" },
+        /* port_pos = 64: past the padded end */
+        { 71, { 0, 0, 0, 64 }, 4, "inconsistent port channel state" },
+        /* port_crc changed */
+        { 75, { 0x12, 0x34, 0x56, 0x78 }, 4, "port response CRC" },
+        /* port_active and port_response both set */
+        { 69, { 1 }, 1, "inconsistent port channel state" },
+    };
+    g_autofree char *path = g_strdup_printf("%s/coca-mig-%d.bin",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree uint8_t *req = echo_payload(0, 4, 1);
+    Coca *src = coca_ready(NULL);
+    Msg m = msg_new(src, COCA_OP_ECHO, sizeof(struct coca_echo) + 4);
+    GByteArray *st;
+    size_t base, i;
+
+    g_assert_cmpuint(port_send(src, &m, req, m.req_len, 0), ==,
+                     COCA_RES_OK);
+    st = mig_to_file(src, path);
+    coca_stop(src);
+    base = coca_section(st);
+    /* the layout this test assumes: port_len (60) after port_crc */
+    g_assert_cmphex(ldl_be_p(st->data + base + 79), ==, 60);
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_autofree char *log = log_path("corrupt-port");
+        g_autofree char *uri = g_strdup_printf("file:%s", path);
+        g_autofree char *status = NULL;
+        g_autoptr(GByteArray) bad = g_byte_array_new();
+        Coca *dst;
+
+        g_byte_array_append(bad, st->data, st->len);
+        memcpy(bad->data + base + cases[i].off, cases[i].bytes,
+               cases[i].len);
+        g_assert_true(g_file_set_contents(path, (char *)bad->data, bad->len,
+                                          NULL));
+        dst = coca_incoming(NULL, NULL, log);
+        qtest_qmp_assert_success(dst->qts, "{'execute': 'migrate-incoming', "
+                                 "'arguments': {'uri': %s, "
+                                 "'exit-on-error': false}}", uri);
+        status = mig_wait(dst->qts, NULL);
+        g_test_message("port corruption %zu: %s", i, status);
+        g_assert_cmpstr(status, ==, "failed");
+        g_assert_true(log_has(log, cases[i].error));
+        coca_stop(dst);
+        unlink(log);
+    }
+    g_byte_array_unref(st);
+    unlink(path);
+}
+
+/* ------------------------------------------------------------------ */
+/* Power states with a request pending: system_reset, S3 suspend and   */
+/* wakeup, stop/cont and quit, on both channels.                       */
+/* ------------------------------------------------------------------ */
+
+#define LPC_CFG(reg)    (0x80000000u | (31 << 11) | (reg))  /* 0:1f.0 */
+#define PM_BASE         0x600
+#define PM1_CNT_S3      ((1 << 10) | (1 << 13))     /* SLP_TYP 1, SLP_EN */
+
+/* ACPI S3 as a guest OS enters it on q35: PM1a_CNT of the ICH9 */
+static void s3_suspend(Coca *c)
+{
+    QTestState *q = c->qts;
+
+    qtest_outl(q, 0xcf8, LPC_CFG(0x40));            /* PMBASE */
+    qtest_outl(q, 0xcfc, PM_BASE | 1);
+    qtest_outl(q, 0xcf8, LPC_CFG(0x44));            /* ACPI_CNTL */
+    qtest_outb(q, 0xcfc, 0x80);                     /* ACPI_EN */
+    qtest_outw(q, PM_BASE + 4, PM1_CNT_S3);
+    qtest_qmp_eventwait(q, "SUSPEND");
+}
+
+static void s3_wakeup(Coca *c)
+{
+    qtest_qmp_assert_success(c->qts, "{'execute': 'system_wakeup'}");
+    qtest_qmp_eventwait(c->qts, "WAKEUP");
+}
+
+static void assert_run_status(Coca *c, const char *expect)
+{
+    QDict *rsp = qtest_qmp(c->qts, "{'execute': 'query-status'}");
+
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(rsp, "return"), "status"),
+                    ==, expect);
+    qobject_unref(rsp);
+}
+
+/* Start an asynchronous ECHO on a channel; it completes DELAY_MS later */
+static Msg start_async_echo(Coca *c, bool port, size_t len, uint8_t seed)
+{
+    g_autofree uint8_t *req = echo_payload(COCA_ECHO_ASYNC, len, seed);
+    Msg m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + len);
+
+    if (port) {
+        g_assert_cmpuint(port_send(c, &m, req, m.req_len, 0), ==,
+                         COCA_RES_OK);
+    } else {
+        g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==,
+                         COCA_STATUS_PENDING);
+    }
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & COCA_STS_BUSY, ==,
+                    COCA_STS_BUSY);
+    return m;
+}
+
+/* Wait (bounded) for the device to finish, then check the ECHO answer */
+static void finish_async_echo(Coca *c, bool port, size_t len, uint8_t seed)
+{
+    g_autofree uint8_t *resp = NULL;
+    Msg m;
+    int i;
+
+    for (i = 0; i < 5000 && (rd(c, COCA_REG_STATUS) & COCA_STS_BUSY); i++) {
+        g_usleep(1000);
+    }
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & (COCA_STS_BUSY | COCA_STS_DONE),
+                    ==, COCA_STS_DONE);
+    if (port) {
+        resp = port_recv(c, &m);
+    } else {
+        m = page_wait(c);
+        resp = g_malloc(m.resp_len);
+        page_payload(c, &m, resp, m.resp_len);
+        g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+    }
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    g_assert_cmpuint(m.resp_len, ==, sizeof(struct coca_echo) + len);
+    check_echo(resp, len, COCA_ECHO_ASYNC, seed);
+}
+
+/*
+ * S3 with a request pending across the whole suspend: the device keeps
+ * its state (negotiation, page, the request) through the wakeup, as the
+ * guest's memory does, and the answer comes after it.  (The echo delay
+ * runs on virtual time, which stands still while the VM is suspended;
+ * power/s3-kbs-* has an answer arrive during the suspend.)
+ */
+static void test_power_s3(const void *data)
+{
+    bool port = GPOINTER_TO_INT(data);
+    Coca *c = coca_ready(",x-echo-delay-ms=100");
+    QDict *info;
+
+    start_async_echo(c, port, 34, 5);
+    s3_suspend(c);
+    assert_run_status(c, "suspended");
+    s3_wakeup(c);
+    assert_run_status(c, "running");
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) &
+                    (COCA_STS_BUSY | COCA_STS_NEGOTIATED |
+                     COCA_STS_PAGE_VALID), ==,
+                    COCA_STS_BUSY | COCA_STS_NEGOTIATED |
+                    COCA_STS_PAGE_VALID);
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    finish_async_echo(c, port, 34, 5);
+    info = query_one(c);
+    g_assert_cmpint(qdict_get_int(info, "dropped"), ==, 0);
+    qobject_unref(info);
+    echo_ok(c);
+    coca_stop(c);
+}
+
+/* stop with a request pending: parked, delivered at cont */
+static void test_power_stop_cont(const void *data)
+{
+    bool port = GPOINTER_TO_INT(data);
+    Coca *c = coca_ready(",x-echo-delay-ms=100");
+    uint8_t before[COCA_HDR_SIZE], after[COCA_HDR_SIZE];
+    QDict *info;
+
+    start_async_echo(c, port, 35, 6);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'stop'}");
+    qtest_memread(c->qts, c->page, before, sizeof(before));
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    g_usleep(100 * 1000);
+    /* nothing written to guest memory while stopped */
+    qtest_memread(c->qts, c->page, after, sizeof(after));
+    g_assert(memcmp(before, after, sizeof(before)) == 0);
+    info = query_one(c);
+    g_assert_true(qdict_get_bool(info, "pending"));
+    qobject_unref(info);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'cont'}");
+    finish_async_echo(c, port, 35, 6);
+    echo_ok(c);
+    coca_stop(c);
+}
+
+/* system_reset with a request pending: dropped, the device starts over */
+static void test_power_reset(const void *data)
+{
+    bool port = GPOINTER_TO_INT(data);
+    Coca *c = coca_ready(",x-echo-delay-ms=100");
+    QDict *info;
+    int i;
+
+    start_async_echo(c, port, 36, 7);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'system_reset'}");
+    qtest_qmp_eventwait(c->qts, "RESET");
+    g_assert_cmphex(rd(c, COCA_REG_STATUS), ==, 0);
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    for (i = 0; i < 5000; i++) {
+        info = query_one(c);
+        if (qdict_get_int(info, "dropped") == 1) {
+            break;
+        }
+        qobject_unref(info);
+        info = NULL;
+        g_usleep(1000);
+    }
+    g_assert(info);
+    qobject_unref(info);
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    echo_ok(c);
+    coca_stop(c);
+}
+
+/* quit with a request pending: QEMU exits cleanly (qtest_quit checks) */
+static void test_power_quit(const void *data)
+{
+    bool port = GPOINTER_TO_INT(data);
+    Coca *c = coca_ready(",x-echo-delay-ms=100");
+
+    start_async_echo(c, port, 37, 8);
+    coca_stop(c);
+    c = coca_ready(",x-echo-delay-ms=100");
+    start_async_echo(c, port, 38, 9);
+    /* the work is in the thread pool when QEMU is told to quit */
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    coca_stop(c);
+}
+
+/*
+ * A reset does not let the guest stack up work: until the request of
+ * the previous epoch has finished, a new one that would start work is
+ * answered RETRY.
+ */
+static void test_power_reset_no_stacking(void)
+{
+    Coca *c = coca_ready(",x-echo-delay-ms=100");
+    g_autofree uint8_t *req = echo_payload(COCA_ECHO_ASYNC, 8, 3);
+    Msg m;
+    int i;
+
+    start_async_echo(c, false, 8, 3);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'system_reset'}");
+    qtest_qmp_eventwait(c->qts, "RESET");
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + 8);
+    g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==, COCA_STATUS_RETRY);
+    g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+    /* a request that starts no work is served meanwhile */
+    echo_ok(c);
+    /* once the old one is gone, the resent request runs */
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    for (i = 0; i < 5000; i++) {
+        QDict *info = query_one(c);
+        bool gone = qdict_get_int(info, "dropped") == 1;
+
+        qobject_unref(info);
+        if (gone) {
+            break;
+        }
+        g_usleep(1000);
+    }
+    m = msg_new(c, COCA_OP_ECHO, sizeof(struct coca_echo) + 8);
+    g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==,
+                     COCA_STATUS_PENDING);
+    qtest_clock_step(c->qts, DELAY_MS * 1000 * 1000);
+    m = page_wait(c);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    coca_stop(c);
+}
+
+/* Run QEMU to completion with @args; its stderr (and stdout) */
+static char *qemu_output(const char *args)
+{
+    g_autofree char *run = g_strdup_printf("timeout 20 %s %s",
+                                           g_getenv("QTEST_QEMU_BINARY"),
+                                           args);
+    g_autofree char *out = NULL;
+    char *err = NULL;
+    int status;
+
+    g_assert_true(g_spawn_command_line_sync(run, &out, &err, &status, NULL));
+    return g_strconcat(out, err, NULL);
+}
+
+/* A qom-set on a backend property after creation is refused */
+static void assert_fixed(Coca *c, const char *obj, const char *prop,
+                         const char *value_json)
+{
+    g_autofree char *cmdline = g_strdup_printf(
+        "{'execute': 'qom-set', 'arguments': {'path': '/objects/%s', "
+        "'property': '%s', 'value': %s}}", obj, prop, value_json);
+    QDict *rsp, *err;
+
+    qtest_qmp_send_raw(c->qts, "%s", cmdline);
+    rsp = qtest_qmp_receive(c->qts);
+    err = qdict_get_qdict(rsp, "error");
+
+    g_assert(err);
+    g_assert_nonnull(strstr(qdict_get_str(err, "desc"),
+                            "cannot be changed once the object is created"));
+    qobject_unref(rsp);
+}
+
+/* -object TYPE,help lists @props, each with a description */
+static void assert_help_lists(const char *type, const char *const *props)
+{
+    g_autofree char *args = g_strdup_printf("-object %s,help", type);
+    g_autofree char *help = qemu_output(args);
+    size_t i;
+
+    for (i = 0; props[i]; i++) {
+        g_autofree char *line = g_strdup_printf("  %s=<", props[i]);
+        const char *at = strstr(help, line);
+
+        if (!at) {
+            g_test_message("%s", help);
+        }
+        g_assert_nonnull(at);
+        /* "  name=<type>   - description" */
+        g_assert_nonnull(g_strstr_len(at, strcspn(at, "\n"), " - "));
+    }
+}
+
+#ifdef CONFIG_GNUTLS
+/* DER: tag, definite length, content */
+static void der_put(GByteArray *out, uint8_t tag, const void *p, size_t len)
+{
+    uint8_t h[5];
+    size_t n = 0;
+
+    h[n++] = tag;
+    if (len < 0x80) {
+        h[n++] = len;
+    } else if (len < 0x100) {
+        h[n++] = 0x81;
+        h[n++] = len;
+    } else {
+        g_assert_cmpuint(len, <, 0x10000);
+        h[n++] = 0x82;
+        h[n++] = len >> 8;
+        h[n++] = len;
+    }
+    g_byte_array_append(out, h, n);
+    g_byte_array_append(out, p, len);
+}
+
+/* Wrap @in as a constructed @tag into @out; frees @in */
+static void der_wrap(GByteArray *out, uint8_t tag, GByteArray *in)
+{
+    der_put(out, tag, in->data, in->len);
+    g_byte_array_unref(in);
+}
+
+/* A positive INTEGER of @len random bytes, top bit set, odd */
+static void der_random_int(GByteArray *out, size_t len)
+{
+    g_autofree uint8_t *v = g_malloc(len + 1);
+    size_t i;
+
+    v[0] = 0;
+    for (i = 1; i <= len; i++) {
+        v[i] = g_random_int();
+    }
+    v[1] |= 0x80;
+    v[len] |= 1;
+    der_put(out, 0x02, v, len + 1);
+}
+
+/*
+ * A PKCS#10 request for an RSA key with an @n_len-byte modulus and an
+ * @e_len-byte exponent (0: 65537), whose signature is garbage: only a
+ * signature check tells it apart from a valid one.
+ */
+static GBytes *crafted_rsa_csr(size_t n_len, size_t e_len)
+{
+    static const uint8_t rsa_oid[] = {
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+        0x05, 0x00,
+    };
+    static const uint8_t sha256_rsa_oid[] = {
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b,
+        0x05, 0x00,
+    };
+    static const uint8_t f4[] = { 0x01, 0x00, 0x01 };
+    GByteArray *key = g_byte_array_new(), *bits = g_byte_array_new();
+    GByteArray *spki = g_byte_array_new(), *alg = g_byte_array_new();
+    GByteArray *info = g_byte_array_new(), *csr = g_byte_array_new();
+    GByteArray *sig = g_byte_array_new();
+    GByteArray *out = g_byte_array_new();
+    static const uint8_t zero = 0;
+    size_t i;
+
+    der_random_int(key, n_len);
+    if (e_len) {
+        der_random_int(key, e_len);
+    } else {
+        der_put(key, 0x02, f4, sizeof(f4));
+    }
+    g_byte_array_append(bits, &zero, 1);
+    der_wrap(bits, 0x30, key);
+    g_byte_array_append(alg, rsa_oid, sizeof(rsa_oid));
+    der_wrap(spki, 0x30, alg);
+    der_wrap(spki, 0x03, bits);
+    der_put(info, 0x02, &zero, 1);              /* version 0 */
+    der_put(info, 0x30, NULL, 0);               /* empty subject */
+    der_wrap(info, 0x30, spki);
+    der_put(info, 0xa0, NULL, 0);               /* no attributes */
+    der_wrap(csr, 0x30, info);
+    alg = g_byte_array_new();
+    g_byte_array_append(alg, sha256_rsa_oid, sizeof(sha256_rsa_oid));
+    der_wrap(csr, 0x30, alg);
+    g_byte_array_append(sig, &zero, 1);
+    for (i = 0; i < n_len; i++) {
+        uint8_t b = g_random_int();
+
+        g_byte_array_append(sig, &b, 1);
+    }
+    der_wrap(csr, 0x03, sig);
+    der_wrap(out, 0x30, csr);
+    return g_byte_array_free_to_bytes(out);
+}
+
+/*
+ * CERTIFY_AK applies the key policy (algorithm, size, exponent) before
+ * it checks a CSR's signature: a huge key costs no signature work.
+ */
+static void test_ca_csr_policy_first(void)
+{
+    static const struct {
+        size_t n_len, e_len;
+        uint32_t status;
+    } cases[] = {
+        { 2048, 0, COCA_STATUS_UNSUPPORTED_KEY },   /* RSA-16384 */
+        { 1024, 0, COCA_STATUS_UNSUPPORTED_KEY },   /* RSA-8192 */
+        { 256, 256, COCA_STATUS_UNSUPPORTED_KEY },  /* 2048-bit exponent */
+        { 256, 5, COCA_STATUS_UNSUPPORTED_KEY },    /* 40-bit exponent */
+        { 256, 0, COCA_STATUS_BAD_SIGNATURE },      /* RSA-2048: checked */
+    };
+    const char *dir = ca_dir();
+    Coca *c;
+    size_t i;
+
+    if (!dir) {
+        return;
+    }
+    c = ca_ready(dir, ",burst=100");
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_autoptr(GBytes) csr = crafted_rsa_csr(cases[i].n_len,
+                                                cases[i].e_len);
+
+        g_test_message("RSA modulus %zu bytes, exponent %zu bytes",
+                       cases[i].n_len, cases[i].e_len);
+        g_assert_cmpuint(certify_ak(c, csr, NULL), ==, cases[i].status);
+    }
+    coca_stop(c);
+}
+
+/* coco-attest-ca's properties are fixed once it exists, and listed */
+static void test_ca_properties(void)
+{
+    static const char *const props[] = { "dir", "rate", "burst", NULL };
+    const char *dir = ca_dir();
+    Coca *c;
+
+    if (!dir) {
+        return;
+    }
+    c = ca_ready(dir, NULL);
+    assert_fixed(c, "ca0", "dir", "'/tmp'");
+    assert_fixed(c, "ca0", "rate", "1");
+    assert_fixed(c, "ca0", "burst", "1");
+    {
+        g_autofree uint8_t *resp = NULL;
+        uint32_t len;
+
+        /* and it goes on issuing with what it was created with */
+        g_assert_cmpuint(ca_call(c, COCA_OP_GET_IDENTITY, NULL, 0, &resp,
+                                 &len), ==, COCA_STATUS_OK);
+    }
+    coca_stop(c);
+    assert_help_lists("coco-attest-ca", props);
+}
+
+/* Nonces come from the host's CSPRNG, whatever -seed says */
+static void test_ca_nonce_seed(void)
+{
+    g_autofree char *obj = NULL;
+    g_autofree uint8_t *n1 = NULL, *n2 = NULL;
+    const char *dir = ca_dir();
+    Coca *a, *b;
+
+    if (!dir) {
+        return;
+    }
+    obj = g_strdup_printf("-seed 1 -object coco-attest-ca,id=ca0,dir=%s",
+                          dir);
+    a = coca_start_with("q35", obj, ",ca=ca0");
+    b = coca_start_with("q35", obj, ",ca=ca0");
+    g_assert_cmpuint(register_page(a, a->page), ==, COCA_RES_OK);
+    g_assert_cmpuint(register_page(b, b->page), ==, COCA_RES_OK);
+    negotiate(a, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    negotiate(b, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    n1 = get_nonce(a);
+    n2 = get_nonce(b);
+    g_assert(memcmp(n1, n2, COCA_NONCE_SIZE) != 0);
+    coca_stop(a);
+    coca_stop(b);
+}
+
+/*
+ * A nonce is single use across a migration: a TPM-form CERTIFY_AK in
+ * flight consumed it, and its resent request gets NONCE, not a second
+ * certificate for the same nonce.
+ */
+static void test_ca_nonce_migration(void)
+{
+    g_autofree char *log = log_path("nonce");
+    g_autofree char *uri = g_strdup_printf("unix:%s/coca-mig-%d.sock",
+                                           g_get_tmp_dir(), getpid());
+    g_autofree char *obj = NULL, *st = NULL;
+    g_autofree uint8_t *nonce = NULL, *req = NULL;
+    g_autoptr(GBytes) proof = NULL;
+    gnutls_x509_privkey_t key;
+    const char *dir = ca_dir();
+    Coca *src, *dst;
+    size_t n;
+    Msg m;
+
+    if (!dir) {
+        return;
+    }
+    obj = g_strdup_printf("-object coco-attest-ca,id=ca0,dir=%s", dir);
+    key = new_key(GNUTLS_PK_ECDSA,
+                  GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1));
+    src = ca_ready(dir, NULL);
+    dst = coca_incoming(obj, ",ca=ca0", log);
+    nonce = get_nonce(src);
+    proof = tpm_ak_proof(key, nonce, 0x000b);
+    n = g_bytes_get_size(proof);
+    req = g_malloc0(sizeof(struct coca_certify_ak_req) + n);
+    stl_le_p(req, COCA_AK_FORMAT_TPM);
+    memcpy(req + sizeof(struct coca_certify_ak_req),
+           g_bytes_get_data(proof, NULL), n);
+
+    /* stopped: the answer is parked, the request is in flight */
+    qtest_qmp_assert_success(src->qts, "{'execute': 'stop'}");
+    m = msg_new(src, COCA_OP_CERTIFY_AK,
+                sizeof(struct coca_certify_ak_req) + n);
+    g_assert_cmpuint(page_req(src, &m, req, m.req_len), ==,
+                     COCA_STATUS_PENDING);
+    qtest_qmp_assert_success(dst->qts, "{'execute': 'migrate-incoming', "
+                             "'arguments': {'uri': %s, "
+                             "'exit-on-error': false}}", uri);
+    qtest_qmp_assert_success(src->qts, "{'execute': 'migrate', "
+                             "'arguments': {'uri': %s}}", uri);
+    st = mig_wait(dst->qts, NULL);
+    g_assert_cmpstr(st, ==, "completed");
+    /* the source was paused, so is the destination until told */
+    qtest_qmp_assert_success(dst->qts, "{'execute': 'cont'}");
+    m = page_wait(dst);
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_RETRY);
+    g_assert_cmpuint(cmd(dst, COCA_CMD_ACK), ==, COCA_RES_OK);
+    dst->seq = src->seq;
+    m = msg_new(dst, COCA_OP_CERTIFY_AK,
+                sizeof(struct coca_certify_ak_req) + n);
+    g_assert_cmpuint(page_req(dst, &m, req, m.req_len), ==,
+                     COCA_STATUS_NONCE);
+    g_assert_cmpuint(cmd(dst, COCA_CMD_ACK), ==, COCA_RES_OK);
+    /* with a fresh nonce, the guest gets its certificate */
+    g_free(nonce);
+    g_bytes_unref(proof);
+    nonce = get_nonce(dst);
+    proof = tpm_ak_proof(key, nonce, 0x000b);
+    g_assert_cmpuint(certify_tpm_ak(dst, proof, NULL), ==, COCA_STATUS_OK);
+    gnutls_x509_privkey_deinit(key);
+    coca_stop(src);
+    coca_stop(dst);
+    unlink(log);
+}
+#endif /* CONFIG_GNUTLS */
+
+#ifdef CONFIG_CURL
+/* KBS_OPEN and KBS_FORWARD are rate-limited per instance */
+static void test_kbs_rate_limit(void)
+{
+    const char *url = kbs_env("COCA_KBS_URL");
+    g_autofree char *log = log_path("kbs-rate");
+    g_autofree char *obj = NULL;
+    uint32_t s1, s2;
+    QDict *info;
+    KbsReply r;
+    Coca *c, *d;
+
+    if (!url) {
+        return;
+    }
+    kbs_faults(NULL);
+    obj = g_strdup_printf("-object coco-attest-kbs,id=kbs0,allow-http=on,"
+                          "rate=1,burst=3,url=%s", url);
+    c = coca_start_with("q35", obj, ",kbs=kbs0");
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    s1 = kbs_open(c, COCA_STATUS_OK);
+    kbs_auth_ok(c, s1);
+    s2 = kbs_open(c, COCA_STATUS_OK);
+    /* the burst is spent: one more a minute */
+    g_assert_cmpuint(kbs_forward(c, s1, COCA_KBS_POST, "/kbs/v0/auth",
+                                 KBS_JSON, KBS_AUTH_BODY, &r), ==,
+                     COCA_STATUS_RATE_LIMITED);
+    kbs_reply_clear(&r);
+    kbs_open(c, COCA_STATUS_RATE_LIMITED);
+    /* closing costs nothing, and what is not the KBS's still works */
+    g_assert_cmpuint(kbs_close(c, s2), ==, COCA_STATUS_OK);
+    echo_ok(c);
+    info = query_one(c);
+    g_assert_cmpint(qdict_get_int(info, "kbs-rate-limited"), ==, 2);
+    g_assert_cmpint(qdict_get_int(info, "kbs-requests"), ==, 1);
+    qobject_unref(info);
+    /* the counter moves with the VM */
+    d = coca_incoming(obj, ",kbs=kbs0", log);
+    g_assert_true(coca_migrate(c, d));
+    info = query_one(d);
+    g_assert_cmpint(qdict_get_int(info, "kbs-rate-limited"), ==, 2);
+    qobject_unref(info);
+    coca_stop(c);
+    coca_stop(d);
+    unlink(log);
+}
+
+/* Session ids are random: neither sequential nor the same per boot */
+static void test_kbs_session_ids(void)
+{
+    const char *url = kbs_env("COCA_KBS_URL");
+    uint32_t a[4], b;
+    Coca *c, *d;
+    int i, j;
+
+    if (!url) {
+        return;
+    }
+    c = kbs_ready(url, ",max-sessions=4", "-seed 7");
+    d = kbs_ready(url, NULL, "-seed 7");
+    for (i = 0; i < 4; i++) {
+        a[i] = kbs_open(c, COCA_STATUS_OK);
+        for (j = 0; j < i; j++) {
+            g_assert_cmpuint(a[i], !=, a[j]);
+            g_assert_cmpuint(a[i], !=, a[j] + 1);
+        }
+    }
+    b = kbs_open(d, COCA_STATUS_OK);
+    g_assert_cmpuint(b, !=, a[0]);
+    /* a closed id does not come back as the next one */
+    g_assert_cmpuint(kbs_close(c, a[3]), ==, COCA_STATUS_OK);
+    g_assert_cmpuint(kbs_open(c, COCA_STATUS_OK), !=, a[3]);
+    coca_stop(c);
+    coca_stop(d);
+}
+
+/* Proxies only when configured; plain HTTP only with allow-http */
+static void test_kbs_transport(void)
+{
+    static const char *const vars[] = {
+        "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+        "all_proxy", "ALL_PROXY",
+    };
+    const char *url = kbs_env("COCA_KBS_URL");
+    g_autofree char *log = log_path("transport");
+    g_autofree char *obj = NULL;
+    uint32_t s;
+    KbsReply r;
+    Coca *c;
+    size_t i;
+
+    if (!url) {
+        return;
+    }
+    kbs_faults(NULL);
+    /* a proxy in QEMU's environment that would swallow everything */
+    for (i = 0; i < ARRAY_SIZE(vars); i++) {
+        g_setenv(vars[i], "http://127.0.0.1:1", true);
+    }
+    g_unsetenv("no_proxy");
+    g_unsetenv("NO_PROXY");
+    obj = g_strdup_printf("-object coco-attest-kbs,id=kbs0,allow-http=on,"
+                          "url=%s 2>%s", url, log);
+    c = coca_start_with("q35", obj, ",kbs=kbs0");
+    for (i = 0; i < ARRAY_SIZE(vars); i++) {
+        g_unsetenv(vars[i]);
+    }
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    s = kbs_open(c, COCA_STATUS_OK);
+    kbs_auth_ok(c, s);
+    coca_stop(c);
+    g_assert_true(log_has(log, "is plain HTTP (allow-http=on)"));
+    unlink(log);
+
+    /* a configured proxy is used: this one is not there */
+    obj = g_strdup_printf("-object coco-attest-kbs,id=kbs0,allow-http=on,"
+                          "proxy=http://127.0.0.1:1,url=%s", url);
+    c = coca_start_with("q35", obj, ",kbs=kbs0");
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+    s = kbs_open(c, COCA_STATUS_OK);
+    g_assert_cmpuint(kbs_forward(c, s, COCA_KBS_POST, "/kbs/v0/auth",
+                                 KBS_JSON, KBS_AUTH_BODY, &r), ==,
+                     COCA_STATUS_KBS_UNREACHABLE);
+    kbs_reply_clear(&r);
+    coca_stop(c);
+}
+
+/* coco-attest-kbs's properties are fixed once it exists, and listed */
+static void test_kbs_properties(void)
+{
+    static const char *const props[] = {
+        "url", "tls-creds", "proxy", "allow-http", "connect-timeout",
+        "timeout", "max-response", "max-sessions", "session-timeout",
+        "rate", "burst", NULL,
+    };
+    const char *url = kbs_env("COCA_KBS_URL");
+    Coca *c;
+
+    if (!url) {
+        return;
+    }
+    c = kbs_ready(url, NULL, NULL);
+    assert_fixed(c, "kbs0", "url", "'http://elsewhere'");
+    assert_fixed(c, "kbs0", "timeout", "1");
+    assert_fixed(c, "kbs0", "max-sessions", "64");
+    assert_fixed(c, "kbs0", "rate", "1");
+    assert_fixed(c, "kbs0", "allow-http", "false");
+    assert_fixed(c, "kbs0", "proxy", "'http://p:3128'");
+    coca_stop(c);
+    assert_help_lists("coco-attest-kbs", props);
+}
+
+/*
+ * S3 with a KBS exchange pending, on either channel: its answer arrives
+ * while the VM is suspended, is delivered then (not parked), and is
+ * there after wakeup; the session survives the suspend.
+ */
+static void test_power_s3_kbs(const void *data)
+{
+    bool port = GPOINTER_TO_INT(data);
+    const char *url = kbs_env("COCA_KBS_URL");
+    g_autofree char *tail = g_strconcat("/kbs/v0/auth", KBS_JSON,
+                                        KBS_AUTH_BODY, NULL);
+    struct coca_kbs_forward_req h = {
+        .method = cpu_to_le16(COCA_KBS_POST),
+        .path_len = cpu_to_le16(12),
+        .ctype_len = cpu_to_le16(strlen(KBS_JSON)),
+        .body_len = cpu_to_le32(strlen(KBS_AUTH_BODY)),
+    };
+    g_autofree uint8_t *req = NULL, *resp = NULL;
+    QDict *info;
+    uint32_t s;
+    Coca *c;
+    Msg m;
+    int i;
+
+    if (!url) {
+        return;
+    }
+    kbs_faults(NULL);
+    c = kbs_ready(url, NULL, NULL);
+    s = kbs_open(c, COCA_STATUS_OK);
+    h.session = cpu_to_le32(s);
+    m = msg_new(c, COCA_OP_KBS_FORWARD, sizeof(h) + strlen(tail));
+    req = g_malloc(m.req_len);
+    memcpy(req, &h, sizeof(h));
+    memcpy(req + sizeof(h), tail, strlen(tail));
+    kbs_faults("{\"delay\": 1}");
+    if (port) {
+        g_assert_cmpuint(port_send(c, &m, req, m.req_len, 0), ==,
+                         COCA_RES_OK);
+    } else {
+        g_assert_cmpuint(page_req(c, &m, req, m.req_len), ==,
+                         COCA_STATUS_PENDING);
+    }
+    s3_suspend(c);
+    kbs_faults(NULL);
+    /* the answer comes while the VM sleeps */
+    for (i = 0; i < 5000 && (rd(c, COCA_REG_STATUS) & COCA_STS_BUSY); i++) {
+        g_usleep(1000);
+    }
+    assert_run_status(c, "suspended");
+    g_assert_cmphex(rd(c, COCA_REG_STATUS) & (COCA_STS_BUSY | COCA_STS_DONE),
+                    ==, COCA_STS_DONE);
+    s3_wakeup(c);
+    if (port) {
+        resp = port_recv(c, &m);
+    } else {
+        m = page_wait(c);
+        g_assert_cmpuint(cmd(c, COCA_CMD_ACK), ==, COCA_RES_OK);
+    }
+    g_assert_cmpuint(m.status, ==, COCA_STATUS_OK);
+    info = query_one(c);
+    g_assert_cmpint(qdict_get_int(info, "kbs-sessions"), ==, 1);
+    g_assert_cmpint(qdict_get_int(info, "dropped"), ==, 0);
+    qobject_unref(info);
+    kbs_auth_ok(c, s);
+    coca_stop(c);
 }
 #endif /* CONFIG_CURL */
 
@@ -3747,6 +4897,37 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/migration/fewer-features",
                    test_migration_fewer_features);
     qtest_add_func("/coco-attest/migration/corrupt", test_migration_corrupt);
+    qtest_add_func("/coco-attest/migration/corrupt-port",
+                   test_migration_corrupt_port);
+    qtest_add_func("/coco-attest/migration/port-odd",
+                   test_migration_port_odd);
+    qtest_add_func("/coco-attest/migration/matrix", test_migration_matrix);
+    qtest_add_data_func("/coco-attest/power/s3-page", GINT_TO_POINTER(0),
+                        test_power_s3);
+    qtest_add_data_func("/coco-attest/power/s3-port", GINT_TO_POINTER(1),
+                        test_power_s3);
+    qtest_add_data_func("/coco-attest/power/stop-cont-page",
+                        GINT_TO_POINTER(0), test_power_stop_cont);
+    qtest_add_data_func("/coco-attest/power/stop-cont-port",
+                        GINT_TO_POINTER(1), test_power_stop_cont);
+    qtest_add_data_func("/coco-attest/power/reset-page", GINT_TO_POINTER(0),
+                        test_power_reset);
+    qtest_add_data_func("/coco-attest/power/reset-port", GINT_TO_POINTER(1),
+                        test_power_reset);
+    qtest_add_data_func("/coco-attest/power/quit-page", GINT_TO_POINTER(0),
+                        test_power_quit);
+    qtest_add_data_func("/coco-attest/power/quit-port", GINT_TO_POINTER(1),
+                        test_power_quit);
+    qtest_add_func("/coco-attest/power/reset-no-stacking",
+                   test_power_reset_no_stacking);
+#ifdef CONFIG_GNUTLS
+    qtest_add_func("/coco-attest/ca/csr-policy-first",
+                   test_ca_csr_policy_first);
+    qtest_add_func("/coco-attest/ca/properties", test_ca_properties);
+    qtest_add_func("/coco-attest/ca/nonce-seed", test_ca_nonce_seed);
+    qtest_add_func("/coco-attest/ca/nonce-migration",
+                   test_ca_nonce_migration);
+#endif
 #ifdef CONFIG_CURL
     qtest_add_func("/coco-attest/migration/kbs-session",
                    test_migration_kbs_session);
@@ -3761,6 +4942,14 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/kbs/expiry", test_kbs_expiry);
     qtest_add_func("/coco-attest/kbs/pending", test_kbs_pending);
     qtest_add_func("/coco-attest/kbs/startup-errors", test_kbs_startup_errors);
+    qtest_add_func("/coco-attest/kbs/rate-limit", test_kbs_rate_limit);
+    qtest_add_func("/coco-attest/kbs/session-ids", test_kbs_session_ids);
+    qtest_add_func("/coco-attest/kbs/transport", test_kbs_transport);
+    qtest_add_func("/coco-attest/kbs/properties", test_kbs_properties);
+    qtest_add_data_func("/coco-attest/power/s3-kbs-page", GINT_TO_POINTER(0),
+                        test_power_s3_kbs);
+    qtest_add_data_func("/coco-attest/power/s3-kbs-port", GINT_TO_POINTER(1),
+                        test_power_s3_kbs);
 #endif
 
     return g_test_run();

@@ -259,7 +259,8 @@ static GString *coca_fuzz_cmdline(FuzzTarget *t)
     GString *cmd = g_string_new(TARGET_NAME " -machine q35,accel=qtest "
                                 "-m 64 -display none -nodefaults "
                                 "-object coco-attest-kbs,id=kbs0,"
-                                "url=http://127.0.0.1:1,timeout=200 ");
+                                "url=http://127.0.0.1:1,allow-http=on,"
+                                "timeout=200,rate=100000,burst=100000 ");
 
     if (ca) {
         g_string_append_printf(cmd, "-object coco-attest-ca,id=ca0,dir=%s,"
