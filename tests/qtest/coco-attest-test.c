@@ -4367,6 +4367,37 @@ static void assert_help_lists(const char *type, const char *const *props)
     }
 }
 
+/*
+ * The QEMU this project builds can run confidential guests: KVM beside
+ * TCG, and the SEV/SEV-SNP guest objects.  Here (TCG only) a machine
+ * with confidential-guest-support and the device gets as far as the
+ * host allows: the refusal is KVM's, never the device's.
+ */
+static void test_confidential_guest(void)
+{
+    static const char *const accels[] = { "-accel tcg", "-accel kvm" };
+    g_autofree char *accel = qemu_output("-accel help");
+    g_autofree char *objects = qemu_output("-object help");
+    size_t i;
+
+    g_assert_nonnull(strstr(accel, "\nkvm\n"));
+    g_assert_nonnull(strstr(accel, "\ntcg\n"));
+    g_assert_nonnull(strstr(objects, "  sev-snp-guest\n"));
+    g_assert_nonnull(strstr(objects, "  sev-guest\n"));
+    for (i = 0; i < ARRAY_SIZE(accels); i++) {
+        g_autofree char *args = g_strdup_printf(
+            "-M q35,confidential-guest-support=sev0 %s -nodefaults "
+            "-display none -S -object sev-snp-guest,id=sev0,cbitpos=51,"
+            "reduced-phys-bits=1 -device coco-attest,irq=5 "
+            "-monitor none -serial none", accels[i]);
+        g_autofree char *out = qemu_output(args);
+
+        g_test_message("%s: %s", accels[i], out);
+        g_assert_null(strstr(out, "coco-attest"));
+        g_assert_nonnull(strstr(out, "KVM"));
+    }
+}
+
 #ifdef CONFIG_GNUTLS
 /* DER: tag, definite length, content */
 static void der_put(GByteArray *out, uint8_t tag, const void *p, size_t len)
@@ -4920,6 +4951,8 @@ int main(int argc, char **argv)
                         test_power_quit);
     qtest_add_func("/coco-attest/power/reset-no-stacking",
                    test_power_reset_no_stacking);
+    qtest_add_func("/coco-attest/confidential-guest",
+                   test_confidential_guest);
 #ifdef CONFIG_GNUTLS
     qtest_add_func("/coco-attest/ca/csr-policy-first",
                    test_ca_csr_policy_first);

@@ -9,8 +9,13 @@
  * actions: a request on the page channel (a command from the ABI or any
  * other, the header mutated at will, a payload inline or in an external
  * buffer), the same streamed over the port channel, raw register reads
- * and writes, writes into shared memory while a request is pending, and
- * virtual time.  The machine is reset after each input.
+ * and writes, writes into shared memory while a request is pending,
+ * virtual time, and a migration: the VM stops, the device's state is
+ * saved, the device is reset as a fresh destination's would be, the
+ * state is loaded back and the VM runs again.  The device must always
+ * save what it holds and load what it saved, so that a validator that
+ * disagrees with a state the device can reach is found here.  The
+ * machine is reset after each input.
  *
  * The backends are deterministic: a coco-attest-ca instance directory
  * from $COCA_FUZZ_CA_DIR (identity and signing commands), a
@@ -23,6 +28,13 @@
 #include "qemu/bswap.h"
 #include "qemu/crc32c.h"
 #include "qemu/module.h"
+#include "qapi/error.h"
+#include "hw/qdev-core.h"
+#include "io/channel-buffer.h"
+#include "migration/qemu-file.h"
+#include "migration/savevm.h"
+#include "migration/vmstate.h"
+#include "system/runstate.h"
 #include "tests/qtest/libqtest.h"
 #include "fuzz.h"
 #include "hw/coco-attest/abi.h"
@@ -210,12 +222,46 @@ static void negotiate_all(QTestState *s)
     qtest_outl(s, BASE + COCA_REG_CMD, COCA_CMD_ACK);
 }
 
+/*
+ * What a migration does to the device, in this process: stop, save,
+ * reset (a fresh device), load, run.  Saving or loading must not fail.
+ */
+static void migrate_device(QTestState *s)
+{
+    DeviceState *dev = DEVICE(object_resolve_path_type("", "coco-attest",
+                                                       NULL));
+    const VMStateDescription *vmsd = DEVICE_GET_CLASS(dev)->vmsd;
+    QIOChannelBuffer *bioc = qio_channel_buffer_new(4096);
+    QEMUFile *out, *in;
+
+    settle(s);
+    vm_stop(RUN_STATE_PAUSED);
+    out = qemu_file_new_output(QIO_CHANNEL(bioc));
+    if (vmstate_save_state(out, vmsd, dev, NULL) < 0) {
+        abort();
+    }
+    qemu_put_byte(out, QEMU_VM_EOF);
+    qemu_fflush(out);
+    device_cold_reset(dev);
+    qio_channel_io_seek(QIO_CHANNEL(bioc), 0, SEEK_SET, &error_abort);
+    in = qemu_file_new_input(QIO_CHANNEL(bioc));
+    if (vmstate_load_state(in, vmsd, dev, vmsd->version_id) < 0) {
+        abort();
+    }
+    qemu_fclose(in);
+    qemu_fclose(out);
+    object_unref(OBJECT(bioc));
+    vm_start();
+    settle(s);
+}
+
 enum {
     ACT_PAGE_REQUEST,
     ACT_PORT_REQUEST,
     ACT_REG_WRITE,
     ACT_REG_READ,
     ACT_CLOCK,
+    ACT_MIGRATE,
     ACT_MAX
 };
 
@@ -246,6 +292,9 @@ static void coca_fuzz(QTestState *s, const unsigned char *data, size_t size)
             break;
         case ACT_CLOCK:
             qtest_clock_step(s, ((uint64_t)take16(&in) + 1) * 1000);
+            break;
+        case ACT_MIGRATE:
+            migrate_device(s);
             break;
         }
     }
