@@ -18,6 +18,7 @@ TOOL=$(realpath "$4")
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 UUID=0c0a7e57-1b2d-4c3e-8f40-5a6b7c8d9e0f
 ENV_DOMAINS="coco-e2e coco-e2e-a coco-e2e-b coco-e2e-bad"
+TAP_TIMES=1
 . "$TOP/tests/lib/tap.sh"
 . "$TOP/tests/libvirt/libvirtd-env.sh"
 trap env_cleanup EXIT
