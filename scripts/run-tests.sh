@@ -170,7 +170,7 @@ suite_migration() {
         return
     fi
     meson_suite migration "$QBUILD" qtest-x86_64/coco-attest-test \
-        --test-args '-p /x86_64/coco-attest/migration'
+        -t 10 --test-args '-p /x86_64/coco-attest/migration'
     meson_suite power "$QBUILD" qtest-x86_64/coco-attest-test \
         --test-args '-p /x86_64/coco-attest/power'
     kbs_env_stop

@@ -4464,7 +4464,7 @@ static GBytes *crafted_rsa_csr(size_t n_len, size_t e_len)
     GByteArray *info = g_byte_array_new(), *csr = g_byte_array_new();
     GByteArray *sig = g_byte_array_new();
     GByteArray *out = g_byte_array_new();
-    static const uint8_t zero = 0;
+    const uint8_t zero = 0;
     size_t i;
 
     der_random_int(key, n_len);
