@@ -1550,6 +1550,7 @@ static void coca_cmd(CocoAttestState *s, uint32_t cmd)
         s->port_active = true;
         s->port_response = false;
         s->port_len = 0;
+        s->port_pos = 0;
         s->port_crc = 0;
         coca_set_result(s, cmd, COCA_RES_OK);
         break;
@@ -1930,6 +1931,9 @@ static int coca_post_load(void *opaque, int version_id)
      * padded to a word: port_pos must be a word inside that padding, and
      * the CRC the guest checks must be the response's.
      */
+    if (!s->port_response) {
+        s->port_pos = 0;        /* meaningful only while reading one */
+    }
     if ((s->port_active && s->port_response) ||
         s->port_pos % 4 || s->port_pos > ROUND_UP(s->port_len, 4) ||
         (s->port_response && s->port_len < COCA_HDR_SIZE)) {

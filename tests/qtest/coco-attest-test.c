@@ -4011,6 +4011,17 @@ static void test_migration_port_odd(void)
                      COCA_RES_OK);
     resp = port_recv(src, &m);
     g_assert_cmpuint(m.resp_len, ==, sizeof(struct coca_echo) + 1);
+    /* a shorter request after a longer response: a stale read position */
+    g_free(resp);
+    g_free(req);
+    req = echo_payload(0, 200, 6);
+    m = msg_new(src, COCA_OP_ECHO, sizeof(struct coca_echo) + 200);
+    g_assert_cmpuint(port_send(src, &m, req, m.req_len, 0), ==,
+                     COCA_RES_OK);
+    resp = port_recv(src, &m);
+    g_assert_cmpuint(cmd(src, COCA_CMD_PORT_BEGIN), ==, COCA_RES_OK);
+    wr(src, COCA_REG_DATA, 0);
+    wr(src, COCA_REG_DATA, 0);
     g_assert_true(coca_migrate(src, dst));
     dst->seq = src->seq;
     echo_ok(dst);
