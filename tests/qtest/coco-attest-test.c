@@ -3578,39 +3578,26 @@ static size_t coca_section(GByteArray *st)
     g_assert_not_reached();
 }
 
-/* A stream with corrupted coco-attest fields fails to load, cleanly */
-static void test_migration_corrupt(void)
-{
-    static const struct {
-        size_t off;             /* from the first field */
-        uint8_t bytes[4];
-        size_t len;
-        const char *error;
-    } cases[] = {
-        /* proto = 0x6300 */
-        { 1, { 0x63, 0x00 }, 2, "protocol version 25344" },
-        /* negotiated_features with bit 40 set */
-        { 3 + 2, { 0x01 }, 1, "feature(s) unknown" },
-        /* port_len = 0x7ffffff0 */
-        { 79, { 0x7f, 0xff, 0xff, 0xf0 }, 4, "port stream of 2147483632" },
-        /* mig_inflight = 9 */
-        { 34, { 9 }, 1, "out of range" },
-        /* the registered page moved to the HPET's MMIO */
-        { 19 + 4, { 0xfe, 0xd0, 0x00, 0x00 }, 4, "is not guest RAM" },
-    };
-    g_autofree char *path = g_strdup_printf("%s/coca-mig-%d.bin",
-                                            g_get_tmp_dir(), getpid());
-    Coca *src = coca_ready(NULL);
-    GByteArray *st;
-    size_t base, i;
+/* Bytes to overwrite in a stream, and the error its load must report */
+typedef struct Corruption {
+    size_t off;                 /* from the first coco-attest field */
+    uint8_t bytes[4];
+    size_t len;
+    const char *error;
+} Corruption;
 
-    echo_ok(src);
-    st = mig_to_file(src, path);
-    coca_stop(src);
-    base = coca_section(st);
-    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+/*
+ * Load @st with each corruption applied into a fresh destination: each
+ * load fails, cleanly, with its message, and the destination lives on.
+ */
+static void load_corrupted(GByteArray *st, const char *path,
+                           const Corruption *cases, size_t n)
+{
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    size_t base = coca_section(st), i;
+
+    for (i = 0; i < n; i++) {
         g_autofree char *log = log_path("corrupt");
-        g_autofree char *uri = g_strdup_printf("file:%s", path);
         g_autofree char *status = NULL;
         g_autoptr(GByteArray) bad = g_byte_array_new();
         Coca *dst;
@@ -3633,6 +3620,32 @@ static void test_migration_corrupt(void)
         coca_stop(dst);
         unlink(log);
     }
+}
+
+/* A stream with corrupted coco-attest fields fails to load, cleanly */
+static void test_migration_corrupt(void)
+{
+    static const Corruption cases[] = {
+        /* proto = 0x6300 */
+        { 1, { 0x63, 0x00 }, 2, "protocol version 25344" },
+        /* negotiated_features with bit 40 set */
+        { 3 + 2, { 0x01 }, 1, "feature(s) unknown" },
+        /* port_len = 0x7ffffff0 */
+        { 79, { 0x7f, 0xff, 0xff, 0xf0 }, 4, "port stream of 2147483632" },
+        /* mig_inflight = 9 */
+        { 34, { 9 }, 1, "out of range" },
+        /* the registered page moved to the HPET's MMIO */
+        { 19 + 4, { 0xfe, 0xd0, 0x00, 0x00 }, 4, "is not guest RAM" },
+    };
+    g_autofree char *path = g_strdup_printf("%s/coca-mig-%d.bin",
+                                            g_get_tmp_dir(), getpid());
+    Coca *src = coca_ready(NULL);
+    GByteArray *st;
+
+    echo_ok(src);
+    st = mig_to_file(src, path);
+    coca_stop(src);
+    load_corrupted(st, path, cases, ARRAY_SIZE(cases));
     g_byte_array_unref(st);
     unlink(path);
 }
@@ -4041,12 +4054,7 @@ static void test_migration_port_odd(void)
  */
 static void test_migration_corrupt_port(void)
 {
-    static const struct {
-        size_t off;             /* from the first field */
-        uint8_t bytes[4];
-        size_t len;
-        const char *error;
-    } cases[] = {
+    static const Corruption cases[] = {
         /* port_pos = 59: the last word would read past the response */
         { 71, { 0, 0, 0, 59 }, 4, "inconsistent port channel state" },
         /* port_pos = 2: not a word */
@@ -4064,38 +4072,14 @@ static void test_migration_corrupt_port(void)
     Coca *src = coca_ready(NULL);
     Msg m = msg_new(src, COCA_OP_ECHO, sizeof(struct coca_echo) + 4);
     GByteArray *st;
-    size_t base, i;
 
     g_assert_cmpuint(port_send(src, &m, req, m.req_len, 0), ==,
                      COCA_RES_OK);
     st = mig_to_file(src, path);
     coca_stop(src);
-    base = coca_section(st);
     /* the layout this test assumes: port_len (60) after port_crc */
-    g_assert_cmphex(ldl_be_p(st->data + base + 79), ==, 60);
-    for (i = 0; i < ARRAY_SIZE(cases); i++) {
-        g_autofree char *log = log_path("corrupt-port");
-        g_autofree char *uri = g_strdup_printf("file:%s", path);
-        g_autofree char *status = NULL;
-        g_autoptr(GByteArray) bad = g_byte_array_new();
-        Coca *dst;
-
-        g_byte_array_append(bad, st->data, st->len);
-        memcpy(bad->data + base + cases[i].off, cases[i].bytes,
-               cases[i].len);
-        g_assert_true(g_file_set_contents(path, (char *)bad->data, bad->len,
-                                          NULL));
-        dst = coca_incoming(NULL, NULL, log);
-        qtest_qmp_assert_success(dst->qts, "{'execute': 'migrate-incoming', "
-                                 "'arguments': {'uri': %s, "
-                                 "'exit-on-error': false}}", uri);
-        status = mig_wait(dst->qts, NULL);
-        g_test_message("port corruption %zu: %s", i, status);
-        g_assert_cmpstr(status, ==, "failed");
-        g_assert_true(log_has(log, cases[i].error));
-        coca_stop(dst);
-        unlink(log);
-    }
+    g_assert_cmphex(ldl_be_p(st->data + coca_section(st) + 79), ==, 60);
+    load_corrupted(st, path, cases, ARRAY_SIZE(cases));
     g_byte_array_unref(st);
     unlink(path);
 }
