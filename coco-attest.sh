@@ -6,8 +6,14 @@
 #   ./coco-attest.sh demo            set up, build, run the main job
 #   ./coco-attest.sh test [SUITE...] set up, build, run test suites
 #   ./coco-attest.sh build           set up and build only
-#   ./coco-attest.sh install         install the hook, the CLI and a
-#                                    default configuration ($DESTDIR)
+#   ./coco-attest.sh install         install QEMU, the hook, the CLI and
+#                                    a default configuration under
+#                                    /usr/local and /etc ($DESTDIR,
+#                                    $PREFIX)
+#   ./coco-attest.sh guest-image [DIR]
+#                                    a Linux guest kernel and initramfs
+#                                    for libvirt (default
+#                                    /var/lib/libvirt/images/coco-attest)
 #   ./coco-attest.sh export-patches [DIR]
 #                                    write the QEMU change as a
 #                                    git format-patch series
@@ -23,7 +29,7 @@ set -euo pipefail
 ALL_SUITES=(abi guest ca kbs migration libvirt qtest patches sanitize fuzz)
 
 usage() {
-    sed -n '4,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '4,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -69,34 +75,11 @@ test)
     ;;
 install)
     build_all
-    R=${DESTDIR:-}
-    B=$TOP/build/project/libvirt-hooks
-    install -D -m 0755 "$B/coco-attest-provision" \
-        "$R/usr/local/bin/coco-attest-provision"
-    install -D -m 0755 "$B/coco-attest-hook" \
-        "$R/usr/local/libexec/coco-attest/coco-attest-hook"
-    mkdir -p "$R/etc/libvirt/hooks/qemu.d" "$R/etc/coco-attest"
-    ln -sfn /usr/local/libexec/coco-attest/coco-attest-hook \
-        "$R/etc/libvirt/hooks/qemu.d/50-coco-attest"
-    if [ ! -f "$R/etc/coco-attest/hook.conf" ]; then
-        cat > "$R/etc/coco-attest/hook.conf" <<CONF
-# coco-attest libvirt hook (see docs/libvirt.md)
-[ca]
-# the host CA: a directory with ca.crt and ca.key, or cert= and key=
-# (key= may be an OpenSSL store URI such as pkcs11:...)
-dir=/etc/coco-attest/ca
-[hook]
-state-dir=/var/lib/coco-attest
-group=libvirt-qemu
-validity-hours=24
-CONF
-    fi
-    if [ ! -e "$R/etc/coco-attest/ca/ca.key" ] && [ -z "${COCO_NO_CA:-}" ]; then
-        "$R/usr/local/bin/coco-attest-provision" init-ca \
-            --ca-dir "$R/etc/coco-attest/ca" > /dev/null
-        log "created a host CA in $R/etc/coco-attest/ca (file key)"
-    fi
-    log "installed; send libvirtd a SIGHUP (or restart it) to pick up the hook"
+    exec bash "$TOP/scripts/install.sh"
+    ;;
+guest-image)
+    build_all
+    exec bash "$TOP/scripts/guest-image.sh" "$@"
     ;;
 bench)
     build_all

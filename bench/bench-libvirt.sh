@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# libvirt benchmark (not a test): `virsh start` time of the same TCG domain
+# libvirt benchmark (not a test): `virsh define` time of a plain and a
+# coco-attest domain (the latter carries <qemu:commandline>; with a QEMU
+# built without KVM, libvirt re-probed it at every define), and
+# `virsh start` time of the same TCG domain
 #   - without the coco-attest hook installed (a plain domain),
 #   - with the hook installed, for a plain domain (what every other VM on
 #     the host pays: the hook runs and ignores it),
@@ -34,8 +37,24 @@ domain coco-bench-plain 5c0a7e57-1b2d-4c3e-8f40-5a6b7c8d9e0f none \
     > "$W/plain.xml"
 domain coco-bench-coca 6c0a7e57-1b2d-4c3e-8f40-5a6b7c8d9e0f 7 \
     > "$W/coca.xml"
+# the first define makes libvirt probe the emulator once: not measured
 $V define "$W/plain.xml" > /dev/null && $V define "$W/coca.xml" > /dev/null ||
     exit 1
+
+# median `virsh define` time in ms over N defines of an existing domain
+define_ms() {   # define_ms XML
+    local i t0 t1 all=()
+    for i in $(seq "$N"); do
+        t0=$(date +%s%N)
+        $V define "$1" > /dev/null || { echo "virsh define $1 failed" >&2; return 1; }
+        t1=$(date +%s%N)
+        all+=($(( (t1 - t0) / 1000 )))
+    done
+    printf '%s\n' "${all[@]}" | sort -n |
+        awk '{ v[NR] = $1 } END { printf "%.1f", v[int((NR + 1) / 2)] / 1000 }'
+}
+def_plain=$(define_ms "$W/plain.xml") || exit 1
+def_coca=$(define_ms "$W/coca.xml") || exit 1
 
 # median `virsh start` time in ms over N start/destroy cycles
 start_ms() {   # start_ms DOMAIN
@@ -59,10 +78,10 @@ with_coca=$(start_ms coco-bench-coca) || exit 1
 
 mkdir -p "$TOP/build/bench"
 python3 - "$TOP/build/bench/results.json" "$N" "$without" "$with_plain" \
-    "$with_coca" <<'PY'
+    "$with_coca" "$def_plain" "$def_coca" <<'PY'
 import json, os, sys
-path, n, without, plain, coca = sys.argv[1], int(sys.argv[2]), *map(
-    float, sys.argv[3:])
+path, n, without, plain, coca, dplain, dcoca = sys.argv[1], int(
+    sys.argv[2]), *map(float, sys.argv[3:])
 data = json.load(open(path)) if os.path.exists(path) else {}
 data["libvirt"] = {
     "virsh-start-without-hook-ms": without,
@@ -70,6 +89,8 @@ data["libvirt"] = {
     "virsh-start-with-hook-coco-attest-ms": coca,
     "hook-overhead-plain-domain-ms": round(plain - without, 1),
     "hook-overhead-coco-attest-ms": round(coca - without, 1),
+    "virsh-define-plain-domain-ms": dplain,
+    "virsh-define-coco-attest-ms": dcoca,
     "notes": f"median of {n} virsh start/destroy cycles, TCG q35, real "
              "libvirtd; virsh start returns when QEMU runs",
 }
@@ -82,4 +103,7 @@ print(f"  with the hook, plain domain              {plain:8.1f}"
       f"  (+{plain - without:.1f})")
 print(f"  with the hook, coco-attest domain        {coca:8.1f}"
       f"  (+{coca - without:.1f})")
+print("median virsh define of an existing domain, ms")
+print(f"  plain domain                             {dplain:8.1f}")
+print(f"  coco-attest domain                       {dcoca:8.1f}")
 PY

@@ -53,6 +53,9 @@ def rows_of(data):
          fmt(ca.get("hook-speedup-vs-swtpm"), "x"), ">= 100x"),
         ("libvirt", "virsh start: hook overhead, coco-attest domain",
          fmt(lv.get("hook-overhead-coco-attest-ms"), " ms"), ""),
+        ("libvirt", "virsh define: coco-attest / plain domain",
+         f"{fmt(lv.get('virsh-define-coco-attest-ms'), ' ms')} / "
+         f"{fmt(lv.get('virsh-define-plain-domain-ms'), ' ms')}", "~1x"),
         ("kbs", "auth+attest+resource: device vs curl",
          fmt(kbs.get("device-vs-direct"), "x"), "<= 1.10x"),
         ("kbs", "vCPU progress, 2 s KBS delay vs idle",

@@ -15,9 +15,12 @@
  *   reconnect begin  never fails on a healthy instance
  *   restore/migrate  pass the XML through unchanged
  *
- * Domains without coco-attest metadata are ignored.  Configuration:
+ * Domains without coco-attest metadata are ignored, unless their
+ * <qemu:commandline> points into the hook's state directory.  At prepare
+ * the command line must carry -object coco-attest-ca with this domain's
+ * own instance directory and -device coco-attest.  Configuration:
  * /etc/coco-attest/hook.conf (or $COCO_ATTEST_HOOK_CONF), see
- * docs/libvirt.md.
+ * docs/libvirt.md; "coco-attest-hook --check-config [FILE]" checks one.
  */
 
 #define _GNU_SOURCE
@@ -30,21 +33,11 @@
 #include <glib.h>
 #include <libxml/parser.h>
 
+#include "hook-conf.h"
 #include "hook-domain.h"
 #include "provision.h"
 
-#define DEFAULT_CONF        "/etc/coco-attest/hook.conf"
-#define DEFAULT_STATE_DIR   "/var/lib/coco-attest"
-#define DEFAULT_GROUP       "libvirt-qemu"
 #define MAX_XML             (4 * 1024 * 1024)
-
-typedef struct HookConf {
-    char *ca_cert;
-    char *ca_key;
-    char *state_dir;
-    char *group;
-    int validity_hours;
-} HookConf;
 
 static int refuse(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 
@@ -61,67 +54,119 @@ static int refuse(const char *fmt, ...)
     return 1;
 }
 
-static gboolean load_conf(HookConf *hc, GError **errp)
+/* --check-config [FILE]: what the hook would use, or why not */
+static int check_config(const char *path)
 {
-    const char *path = g_getenv("COCO_ATTEST_HOOK_CONF");
-    g_autoptr(GKeyFile) kf = g_key_file_new();
-    g_autofree char *ca_dir = NULL;
+    g_auto(CocaHookConf) hc = { 0 };
+    g_autoptr(GError) err = NULL;
 
-    if (!path) {
-        path = DEFAULT_CONF;
+    if (!coca_hook_conf_load(path, &hc, &err)) {
+        return refuse("%s", err->message);
     }
-    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, errp)) {
-        g_prefix_error(errp, "%s: ", path);
-        return FALSE;
+    printf("config=%s\nca-cert=%s\nca-key=%s\nstate-dir=%s\ngroup=%s\n"
+           "validity-hours=%d\n", hc.path, hc.ca_cert, hc.ca_key,
+           hc.state_dir, hc.group, hc.validity_hours);
+    if (!getgrnam(hc.group)) {
+        return refuse("%s: group '%s' does not exist", hc.path, hc.group);
     }
-    ca_dir = g_key_file_get_string(kf, "ca", "dir", NULL);
-    hc->ca_cert = g_key_file_get_string(kf, "ca", "cert", NULL);
-    hc->ca_key = g_key_file_get_string(kf, "ca", "key", NULL);
-    if (ca_dir && !hc->ca_cert) {
-        hc->ca_cert = g_build_filename(ca_dir, "ca.crt", NULL);
+    return 0;
+}
+
+static gboolean same_dir(const char *a, const char *b)
+{
+    g_autofree char *ca = g_canonicalize_filename(a, "/");
+    g_autofree char *cb = g_canonicalize_filename(b, "/");
+
+    return !strcmp(ca, cb);
+}
+
+static gboolean under_dir(const char *path, const char *dir)
+{
+    g_autofree char *cp = g_canonicalize_filename(path, "/");
+    g_autofree char *cd = g_canonicalize_filename(dir, "/");
+    size_t n = strlen(cd);
+
+    return !strncmp(cp, cd, n) && (cp[n] == '/' || !cp[n]);
+}
+
+/*
+ * The domain's <qemu:commandline> against its metadata, at prepare: the
+ * device must be there when the metadata is, and its coco-attest-ca must
+ * name this domain's own instance directory -- a command line copied
+ * from another domain would otherwise hand that domain's identity over.
+ */
+static int check_cmdline(const char *name, const CocaDomain *d,
+                         const CocaHookConf *hc)
+{
+    g_autofree char *dir = coca_hook_instance_dir(hc, d->uuid);
+
+    if (!d->has_identity) {
+        for (guint i = 0; i < d->ca_dirs->len; i++) {
+            const char *o = g_ptr_array_index(d->ca_dirs, i);
+
+            if (under_dir(o, hc->state_dir)) {
+                return refuse("%s: -object coco-attest-ca,dir=%s is in the "
+                              "hook's state directory, but the domain has "
+                              "no coca:instance metadata, so nothing "
+                              "provisions it: add the metadata "
+                              "(docs/libvirt.md)", name, o);
+            }
+        }
+        return 0;
     }
-    if (ca_dir && !hc->ca_key) {
-        hc->ca_key = g_build_filename(ca_dir, "ca.key", NULL);
+    if (!d->ca_dirs->len) {
+        return refuse("%s: the domain has coca:instance metadata but no "
+                      "-object coco-attest-ca in <qemu:commandline>, so it "
+                      "would boot without its identity: add what "
+                      "'coco-attest-provision print-xml --uuid %s' prints",
+                      name, d->uuid);
     }
-    if (!hc->ca_cert || !hc->ca_key) {
-        g_set_error(errp, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_NOT_FOUND,
-                    "%s: [ca] needs dir=, or cert= and key=", path);
-        return FALSE;
+    for (guint i = 0; i < d->ca_dirs->len; i++) {
+        const char *o = g_ptr_array_index(d->ca_dirs, i);
+
+        if (!same_dir(o, dir)) {
+            return refuse("%s: -object coco-attest-ca names dir=%s, but "
+                          "this domain's instance directory is %s (a "
+                          "<qemu:commandline> copied from another "
+                          "domain?): 'coco-attest-provision print-xml "
+                          "--uuid %s' prints the right one",
+                          name, *o ? o : "(none)", dir, d->uuid);
+        }
     }
-    hc->state_dir = g_key_file_get_string(kf, "hook", "state-dir", NULL);
-    if (!hc->state_dir) {
-        hc->state_dir = g_strdup(DEFAULT_STATE_DIR);
+    if (!d->n_devices) {
+        return refuse("%s: <qemu:commandline> has -object coco-attest-ca "
+                      "but no -device coco-attest", name);
     }
-    hc->group = g_key_file_get_string(kf, "hook", "group", NULL);
-    hc->validity_hours = g_key_file_get_integer(kf, "hook", "validity-hours",
-                                                NULL);
-    if (hc->validity_hours <= 0) {
-        hc->validity_hours = 24;
-    }
-    return TRUE;
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    g_autofree char *xml = NULL, *why = NULL, *dir = NULL;
+    g_autofree char *why = NULL, *dir = NULL;
     g_autoptr(GError) err = NULL;
-    GString *in = g_string_new(NULL);
-    HookConf hc = { 0 };
+    GString *in;
+    g_auto(CocaHookConf) hc = { 0 };
     CocaDomain d;
     CocaCa ca;
     char buf[65536];
     size_t n;
     gid_t gid;
     const char *op, *sub;
+    gboolean have_conf;
     int rc = 0;
 
+    if (argc >= 2 && !strcmp(argv[1], "--check-config")) {
+        return check_config(argc >= 3 ? argv[2] : NULL);
+    }
     if (argc < 4) {
         fprintf(stderr, "usage: %s DOMAIN OPERATION SUB-OPERATION [EXTRA] "
-                "< domain.xml\n", argv[0]);
+                "< domain.xml\n"
+                "       %s --check-config [FILE]\n", argv[0], argv[0]);
         return 2;
     }
     op = argv[2];
     sub = argv[3];
+    in = g_string_new(NULL);
     while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
         if (in->len + n > MAX_XML) {
             g_string_free(in, TRUE);
@@ -151,19 +196,25 @@ int main(int argc, char **argv)
         return refuse("%s: %s", argv[1], why);
     }
     g_string_free(in, TRUE);
-    if (!d.has_identity) {
-        coca_domain_clear(&d);
-        return 0;
-    }
     if (!coca_uuid_ok(d.uuid)) {
-        rc = refuse("%s: unexpected domain uuid '%s'", argv[1], d.uuid);
+        rc = d.has_identity ?
+             refuse("%s: unexpected domain uuid '%s'", argv[1], d.uuid) : 0;
         goto out;
     }
-    if (!load_conf(&hc, &err)) {
+    have_conf = coca_hook_conf_load(NULL, &hc, &err);
+    if (!d.has_identity) {
+        /* other domains are none of the hook's business ... */
+        if (have_conf && !strcmp(op, "prepare") && !strcmp(sub, "begin")) {
+            /* ... unless they point into its state directory */
+            rc = check_cmdline(argv[1], &d, &hc);
+        }
+        goto out;
+    }
+    if (!have_conf) {
         rc = strcmp(op, "reconnect") ? refuse("%s", err->message) : 0;
         goto out;
     }
-    dir = g_build_filename(hc.state_dir, d.uuid, NULL);
+    dir = coca_hook_instance_dir(&hc, d.uuid);
 
     if (!strcmp(op, "release") && !strcmp(sub, "end")) {
         /* the VM is gone: the issuing key goes, the EK state stays */
@@ -185,12 +236,11 @@ int main(int argc, char **argv)
 
     gid = d.dac_gid;
     if (gid == (gid_t)-1) {
-        struct group *gr = getgrnam(hc.group ? hc.group : DEFAULT_GROUP);
+        struct group *gr = getgrnam(hc.group);
 
         if (!gr) {
             rc = refuse("group '%s' does not exist (set [hook] group= in "
-                        "the configuration)",
-                        hc.group ? hc.group : DEFAULT_GROUP);
+                        "%s)", hc.group, hc.path);
             goto out;
         }
         gid = gr->gr_gid;
@@ -198,6 +248,14 @@ int main(int argc, char **argv)
     d.claims.validity_hours = hc.validity_hours;
     if (!coca_claims_validate(&d.claims, &err)) {
         rc = refuse("%s: %s", argv[1], err->message);
+        goto out;
+    }
+    if (d.schema_why) {
+        rc = refuse("%s: %s", argv[1], d.schema_why);
+        goto out;
+    }
+    rc = check_cmdline(argv[1], &d, &hc);
+    if (rc) {
         goto out;
     }
     ca.cert_path = hc.ca_cert;
@@ -210,9 +268,5 @@ int main(int argc, char **argv)
     }
 out:
     coca_domain_clear(&d);
-    g_free(hc.ca_cert);
-    g_free(hc.ca_key);
-    g_free(hc.state_dir);
-    g_free(hc.group);
     return rc;
 }

@@ -5,7 +5,7 @@
 # a CA, the hook installed before the daemon starts (or a SIGHUP to a
 # daemon left running), and domain XML with coco-attest metadata.
 #
-# Needs root, libvirt, $COCA_QEMU_BUILD, $COCA_VMLINUX and, before
+# Needs root, libvirt, the build, $COCA_VMLINUX and, before
 # sourcing: HOOK P INIT TOOL TOP (absolute paths) and ENV_DOMAINS (the
 # domain names to clean up).  KEEP=1 keeps $W for inspection.
 
@@ -63,11 +63,12 @@ SH
 
 env_setup() {
     rm -rf "$W"
-    mkdir -p "$W/qemu" "$STATE"
-    chmod 755 "$W" "$W/qemu"
-    cp "$COCA_QEMU_BUILD/qemu-system-x86_64" "$W/qemu/"
-    # the binary finds its firmware through qemu-bundle/, as in the build tree
-    cp -a "$COCA_QEMU_BUILD/qemu-bundle" "$W/qemu/"
+    mkdir -p "$STATE"
+    chmod 755 "$W"
+    # QEMU as `install` lays it out (no qemu-bundle/: the firmware comes
+    # from Debian's packages), where libvirt-qemu can execute it
+    DESTDIR=$W/root COCO_NO_CA=1 bash "$TOP/scripts/install.sh" \
+        > /dev/null || return 1
     cp "$COCA_VMLINUX" "$W/vmlinux"
     "$P" init-ca --ca-dir "$W/ca" > /dev/null
     "$TOP/tests/guest/mk-initramfs.sh" "$W/initramfs.cpio" "$INIT" "$TOOL" \
@@ -120,7 +121,7 @@ $meta
   </os>
   <on_reboot>destroy</on_reboot>
   <devices>
-    <emulator>$W/qemu/qemu-system-x86_64</emulator>
+    <emulator>$W/root/usr/local/bin/qemu-system-x86_64</emulator>
     <serial type='file'><source path='$W/$1.console'/></serial>
     <console type='file'><source path='$W/$1.console'/></console>
   </devices>

@@ -23,8 +23,25 @@ group=nogroup
 CONF
 export COCO_ATTEST_HOOK_CONF=$T/hook.conf
 UUID=6d1f0a52-8b1c-4a77-9d0e-3f0b6e8c2a11
+OTHER=7e2f1b63-9c2d-4b88-ae1f-4a1c7f9d3b22
 
-domain() {   # domain NAME METADATA [SECLABEL]
+# the <qemu:commandline> for instance directory $1
+cmdline() {
+    cat <<XML
+  <qemu:commandline>
+    <qemu:arg value='-object'/>
+    <qemu:arg value='coco-attest-ca,id=ca0,dir=$1'/>
+    <qemu:arg value='-device'/>
+    <qemu:arg value='coco-attest,ca=ca0'/>
+  </qemu:commandline>
+XML
+}
+
+# domain NAME METADATA [SECLABEL [CMDLINE]]: with metadata, the
+# command line defaults to this domain's own instance directory
+domain() {
+    local c=${4-}
+    [ -n "$2" ] && [ $# -lt 4 ] && c=$(cmdline "$T/state/$UUID")
     cat <<XML
 <domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>$1</name>
@@ -33,6 +50,7 @@ domain() {   # domain NAME METADATA [SECLABEL]
   <memory unit='MiB'>256</memory>
   <os><type arch='x86_64' machine='q35'>hvm</type></os>
   ${3:-}
+$c
 </domain>
 XML
 }
@@ -92,14 +110,15 @@ COCO_ATTEST_HOOK_CONF=$T/hook2.conf "$H" plain prepare begin - < plain.xml &&
     [ ! -e state2 ]
 ok $? "domains without coco-attest metadata are ignored"
 
-refused() {   # refused WHAT MESSAGE FILE: exit 1, one line, nothing made
+refused() {   # refused WHAT MESSAGE FILE [CONF]: exit 1, one line, nothing made
     local out rc
     rm -rf state2
-    out=$(COCO_ATTEST_HOOK_CONF=$T/hook2.conf "$H" bad prepare begin - \
+    out=$(COCO_ATTEST_HOOK_CONF=${4:-$T/hook2.conf} "$H" bad prepare begin - \
           < "$3" 2>&1)
     rc=$?
     if [ $rc -eq 1 ] && grep -qF -- "$2" <<< "$out" &&
-       [ "$(wc -l <<< "$out")" = 1 ] && [ ! -e "state2/$UUID" ]; then
+       [ "$(wc -l <<< "$out")" = 1 ] && [ ! -e "state2/$UUID" ] &&
+       [ ! -e "state/$OTHER" ]; then
         ok 0 "$1"
     else
         echo "# exit $rc: $out"
@@ -155,6 +174,96 @@ out=$(COCO_ATTEST_HOOK_CONF=$T/missing.conf "$H" vm1 prepare begin - < vm1.xml 2
 [ $? -ne 0 ] && grep -q "missing.conf" <<< "$out"
 ok $? "refused: missing configuration, named"
 
+bad "refused: a misspelt element, by the schema" \
+    "does not follow the schema" \
+    "<coca:instance $NS><coca:project id='p' number='1'/><coca:zone>z</coca:zone><coca:nmae>x</coca:nmae></coca:instance>"
+bad "refused: an unknown attribute, by the schema" \
+    "does not follow the schema" \
+    "<coca:instance $NS><coca:project id='p' number='1' nubmer='2'/><coca:zone>z</coca:zone></coca:instance>"
+
+# --- <qemu:commandline> against the metadata ----------------------------
+M1="<coca:instance $NS><coca:project id='p' number='1'/><coca:zone>z</coca:zone></coca:instance>"
+domain bad "$M1" "" "$(cmdline "$T/state/$OTHER")" > copied.xml
+refused "refused: a command line naming another domain's directory" \
+    "copied from another domain" copied.xml hook.conf
+domain bad "$M1" "" "" > nodevice.xml
+refused "refused: metadata without -object coco-attest-ca" \
+    "no -object coco-attest-ca" nodevice.xml hook.conf
+domain bad "$M1" "" "$(cmdline "$T/state/$UUID" | grep -v 'coco-attest,ca=ca0\|-device')" > noobj.xml
+refused "refused: -object coco-attest-ca without -device coco-attest" \
+    "no -device coco-attest" noobj.xml hook.conf
+domain bad "" "" "$(cmdline "$T/state/$UUID")" > nometa.xml
+refused "refused: no metadata, but a directory the hook owns" \
+    "nothing provisions it" nometa.xml hook.conf
+domain plain "" "" "$(cmdline /srv/own-dir)" > owndir.xml
+"$H" plain prepare begin - < owndir.xml
+ok $? "no metadata and a directory outside the state directory: ignored"
+domain bad "$M1" "" "  <qemu:commandline><qemu:arg value='-object'/><qemu:arg value='{\"qom-type\":\"coco-attest-ca\",\"id\":\"ca0\",\"dir\":\"$T/state/$UUID\"}'/></qemu:commandline>" > json.xml
+refused "refused: -object coco-attest-ca as JSON" "key=value form" \
+    json.xml hook.conf
+
+# --- hook.conf ---------------------------------------------------------------
+TOP=$(cd "$(dirname "$SCHEMA")/../.." && pwd)
+EX=$TOP/libvirt-hooks/hook.conf.example
+out=$("$H" --check-config "$EX" 2> /dev/null)
+grep -qx 'state-dir=/var/lib/coco-attest' <<< "$out" &&
+    grep -qx 'group=libvirt-qemu' <<< "$out" &&
+    grep -qx 'ca-cert=/etc/coco-attest/ca/ca.crt' <<< "$out" &&
+    grep -qx 'ca-key=/etc/coco-attest/ca/ca.key' <<< "$out" &&
+    grep -qx 'validity-hours=24' <<< "$out"
+ok $? "the shipped hook.conf example parses to exactly its values"
+sed -n '/^<!-- hook.conf -->/,/^```$/p' "$TOP/docs/libvirt.md" |
+    sed '1,2d;$d' > docs-conf.txt
+cmp -s docs-conf.txt "$EX"
+ok $? "docs/libvirt.md shows the shipped hook.conf, verbatim"
+conf_refused() {   # conf_refused WHAT MESSAGE LINE...
+    local what=$1 msg=$2 out
+    shift 2
+    printf '%s\n' "[ca]" "dir=$T/ca" "[hook]" "$@" > bad.conf
+    out=$("$H" --check-config bad.conf 2>&1)
+    if [ $? -ne 0 ] && grep -qF -- "$msg" <<< "$out" &&
+       grep -qF bad.conf <<< "$out"; then
+        ok 0 "$what"
+    else
+        echo "# $out"
+        ok 1 "$what"
+    fi
+}
+conf_refused "hook.conf: a trailing comment is refused, not read as a value" \
+    "put comments on their own lines" \
+    "group=libvirt-qemu               # default"
+conf_refused "hook.conf: an unknown key is refused" "unknown key 'stat-dir'" \
+    "stat-dir=/srv"
+conf_refused "hook.conf: validity-hours must be a number of hours" \
+    "validity-hours='24h'" "validity-hours=24h"
+conf_refused "hook.conf: a relative state-dir is refused" "absolute path" \
+    "state-dir=var/lib"
+printf '%s\n' "[ca]" "dir=$T/ca" "[hook]" "group=nogroup" \
+    "state-dir=$T/state3" > hook3.conf
+refused "refused at start: a broken hook.conf, named" "absolute path" \
+    copied.xml bad.conf
+
+# --- print-xml ---------------------------------------------------------------
+domain vm3 "$M1" "" "" | sed '/<uuid>/d' > nouuid.xml
+! "$P" print-xml --domain nouuid.xml > /dev/null 2> nouuid.err &&
+    grep -q "define the domain first" nouuid.err
+ok $? "print-xml --domain: a domain without a UUID (not defined yet)"
+COCO_ATTEST_HOOK_CONF=$T/hook3.conf "$P" print-xml --domain - \
+    < copied.xml > fixed.xml &&
+    grep -q "dir=$T/state3/$UUID\"" fixed.xml &&
+    ! grep -q "$OTHER" fixed.xml &&
+    [ "$(grep -c 'coco-attest-ca' fixed.xml)" = 1 ] &&
+    COCO_ATTEST_HOOK_CONF=$T/hook3.conf "$H" vm3 prepare begin - \
+        < fixed.xml && [ -f "$T/state3/$UUID/issuer.crt" ]
+ok $? "print-xml --domain replaces a copied command line; the hook takes it"
+COCO_ATTEST_HOOK_CONF=$T/hook3.conf "$P" print-xml --domain nodevice.xml |
+    xmllint --xpath "string(//*[local-name()='arg'][2]/@value)" - \
+    > arg.txt 2> /dev/null && grep -q "state3/$UUID" arg.txt
+ok $? "print-xml --domain adds the command line and the qemu namespace"
+COCO_ATTEST_HOOK_CONF=$T/hook3.conf "$P" print-xml --uuid "$UUID" |
+    grep -q "dir=$T/state3/$UUID'"
+ok $? "print-xml --uuid follows hook.conf's state-dir"
+
 # --- release, reconnect, restore ---------------------------------------
 "$H" vm1 release end - < vm1.xml && [ "$(ls "$D")" = ek ]
 ok $? "release end keeps only the persistent EK state"
@@ -168,7 +277,6 @@ ok $? "migrate begin passes the XML through unchanged"
 ok $? "other operations are no-ops"
 
 # --- the install command --------------------------------------------------
-TOP=$(cd "$(dirname "$SCHEMA")/../.." && pwd)
 if DESTDIR=$T/root "$TOP/coco-attest.sh" install > /dev/null 2>&1; then
     [ -x root/usr/local/bin/coco-attest-provision ] &&
         [ "$(readlink root/etc/libvirt/hooks/qemu.d/50-coco-attest)" = \
@@ -176,8 +284,22 @@ if DESTDIR=$T/root "$TOP/coco-attest.sh" install > /dev/null 2>&1; then
         grep -q '^dir=/etc/coco-attest/ca' root/etc/coco-attest/hook.conf &&
         [ "$(stat -c %a root/etc/coco-attest/ca/ca.key)" = 600 ]
     ok $? "install puts the CLI, the hook and a default configuration"
+    [ ! -e root/usr/local/bin/qemu-bundle ] &&
+        echo quit | root/usr/local/bin/qemu-system-x86_64 -M q35 -S \
+            -display none -nodefaults -monitor stdio > qemu.out 2>&1 &&
+        ! grep -qi "could not\|error" qemu.out &&
+        root/usr/local/bin/qemu-system-x86_64 -device coco-attest,help |
+            grep -q iobase &&
+        grep -q "<emulator>/usr/local/bin/qemu-system-x86_64" \
+            root/usr/local/share/coco-attest/coco-vm1.xml
+    ok $? "install puts QEMU, which finds its firmware without qemu-bundle/"
+    cmp -s root/etc/coco-attest/hook.conf "$EX" &&
+        "$H" --check-config root/etc/coco-attest/hook.conf | grep -qx 'group=libvirt-qemu'
+    ok $? "the installed hook.conf is the shipped example"
 else
     ok 1 "install puts the CLI, the hook and a default configuration"
+    skip "install puts QEMU (install failed)"
+    skip "the installed hook.conf is the shipped example (install failed)"
 fi
 "$P" print-xml --uuid "$UUID" --state-dir /srv/coca > snippet.xml &&
     printf '%s\n' "<domain xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>" \
