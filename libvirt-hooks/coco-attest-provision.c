@@ -13,6 +13,8 @@
 
 #include <glib.h>
 
+#include "hook-conf.h"
+#include "hook-domain.h"
 #include "provision.h"
 
 static const char usage_text[] =
@@ -21,10 +23,13 @@ static const char usage_text[] =
 "commands:\n"
 "  init-ca    create a host CA (ca.key, ca.crt) in --ca-dir\n"
 "  provision  create or refresh an instance directory for given claims\n"
+"  renew      re-issue an instance's issuing certificate, also while its\n"
+"             VM runs (QEMU picks it up without a restart)\n"
 "  verify     check an instance directory against the host CA\n"
 "  purge      remove an instance directory's transient parts (--keep-ek)\n"
 "             or all of it\n"
-"  print-xml  the <qemu:commandline> a libvirt domain needs (--uuid)\n"
+"  print-xml  a libvirt domain XML with the device added (--domain),\n"
+"             or the <qemu:commandline> alone (--uuid)\n"
 "\n"
 "Run 'coco-attest-provision COMMAND --help' for the options.\n";
 
@@ -49,6 +54,25 @@ static gboolean parse(GOptionEntry *entries, const char *cmd, int *argc,
     if (*argc > 1) {
         g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
                     "unexpected argument '%s'", (*argv)[1]);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* --ca-dir, or --ca-cert and --ca-key; false (and a message) if neither */
+static gboolean ca_from_options(CocaCa *ca, const char *ca_dir,
+                                const char *ca_cert, const char *ca_key,
+                                char **cert_path, char **key_path)
+{
+    if (ca_dir) {
+        *cert_path = g_build_filename(ca_dir, "ca.crt", NULL);
+        *key_path = g_build_filename(ca_dir, "ca.key", NULL);
+    }
+    ca->cert_path = ca_cert ? (char *)ca_cert : *cert_path;
+    ca->key_uri = ca_key ? (char *)ca_key : *key_path;
+    if (!ca->cert_path || !ca->key_uri) {
+        fprintf(stderr, "coco-attest-provision: give --ca-dir, or "
+                "--ca-cert and --ca-key\n");
         return FALSE;
     }
     return TRUE;
@@ -112,6 +136,9 @@ static int cmd_provision(int argc, char **argv)
           "instance name (required)", "NAME" },
         { "instance-id", 0, 0, G_OPTION_ARG_STRING, &c.instance_id,
           "instance id, e.g. the domain UUID (required)", "ID" },
+        { "uuid", 0, 0, G_OPTION_ARG_STRING, &c.vm_uuid,
+          "the VM's UUID (QEMU -uuid, the libvirt domain UUID): QEMU "
+          "refuses the directory for a machine with another -uuid", "UUID" },
         { "oid", 0, 0, G_OPTION_ARG_STRING, &c.oid,
           "identity extension OID (default " COCA_OID_IDENTITY ")", "OID" },
         { "gce", 0, 0, G_OPTION_ARG_NONE, &gce,
@@ -169,15 +196,8 @@ static int cmd_provision(int argc, char **argv)
             return 2;
         }
     }
-    if (ca_dir) {
-        cert_path = g_build_filename(ca_dir, "ca.crt", NULL);
-        key_path = g_build_filename(ca_dir, "ca.key", NULL);
-    }
-    ca.cert_path = ca_cert ? ca_cert : cert_path;
-    ca.key_uri = ca_key ? ca_key : key_path;
-    if (!ca.cert_path || !ca.key_uri) {
-        fprintf(stderr, "coco-attest-provision: give --ca-dir, or "
-                "--ca-cert and --ca-key\n");
+    if (!ca_from_options(&ca, ca_dir, ca_cert, ca_key, &cert_path,
+                         &key_path)) {
         return 2;
     }
     if (group) {
@@ -193,6 +213,54 @@ static int cmd_provision(int argc, char **argv)
         return fail(err);
     }
     printf("provisioned %s\n", dir);
+    return 0;
+}
+
+static int cmd_renew(int argc, char **argv)
+{
+    g_autofree char *ca_dir = NULL, *ca_cert = NULL, *ca_key = NULL;
+    g_autofree char *dir = NULL;
+    g_autofree char *cert_path = NULL, *key_path = NULL;
+    int hours = -1;
+    GOptionEntry entries[] = {
+        { "instance-dir", 0, 0, G_OPTION_ARG_FILENAME, &dir,
+          "the instance directory (required)", "DIR" },
+        { "ca-dir", 0, 0, G_OPTION_ARG_FILENAME, &ca_dir,
+          "host CA directory (ca.crt, ca.key)", "DIR" },
+        { "ca-cert", 0, 0, G_OPTION_ARG_FILENAME, &ca_cert,
+          "host CA certificate (instead of --ca-dir)", "FILE" },
+        { "ca-key", 0, 0, G_OPTION_ARG_STRING, &ca_key,
+          "host CA key: a PEM file or an OpenSSL store URI (instead of "
+          "--ca-dir)", "URI" },
+        { "validity-hours", 0, 0, G_OPTION_ARG_INT, &hours,
+          "lifetime of the new issuing certificate (default: the "
+          "directory's validity-hours)", "H" },
+        { NULL },
+    };
+    CocaCa ca = { 0 };
+    GError *err = NULL;
+
+    if (!parse(entries, "renew", &argc, &argv, &err)) {
+        return fail(err);
+    }
+    if (!dir) {
+        fprintf(stderr, "coco-attest-provision: renew needs "
+                "--instance-dir\n");
+        return 2;
+    }
+    if (hours != -1 && (hours < 1 || hours > 24 * 366)) {
+        fprintf(stderr, "coco-attest-provision: --validity-hours must be "
+                "between 1 and 8784\n");
+        return 2;
+    }
+    if (!ca_from_options(&ca, ca_dir, ca_cert, ca_key, &cert_path,
+                         &key_path)) {
+        return 2;
+    }
+    if (!coca_renew(&ca, dir, hours < 0 ? 0 : hours, &err)) {
+        return fail(err);
+    }
+    printf("renewed %s\n", dir);
     return 0;
 }
 
@@ -250,15 +318,44 @@ static int cmd_purge(int argc, char **argv)
     return 0;
 }
 
+/*
+ * The state directory print-xml names: --state-dir, else hook.conf's
+ * (when there is one), else the hook's default.
+ */
+static char *hook_state_dir(const char *opt, GError **errp)
+{
+    g_auto(CocaHookConf) hc = { 0 };
+    const char *path = coca_hook_conf_path();
+
+    if (opt) {
+        return g_strdup(opt);
+    }
+    if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
+        return g_strdup(COCA_HOOK_STATE_DIR);
+    }
+    if (!coca_hook_conf_load(path, &hc, errp)) {
+        return NULL;
+    }
+    return g_strdup(hc.state_dir);
+}
+
 static int cmd_print_xml(int argc, char **argv)
 {
     g_autofree char *uuid = NULL, *state = NULL, *dir = NULL;
+    g_autofree char *domain = NULL, *xml = NULL, *out = NULL, *why = NULL;
+    g_autofree char *root = NULL;
+    gsize len = 0;
     GOptionEntry entries[] = {
         { "uuid", 0, 0, G_OPTION_ARG_STRING, &uuid,
-          "the domain UUID (required)", "UUID" },
+          "print the <qemu:commandline> for the domain with this UUID",
+          "UUID" },
+        { "domain", 0, 0, G_OPTION_ARG_FILENAME, &domain,
+          "print this domain XML ('-': standard input, e.g. from virsh "
+          "dumpxml --inactive) with the command line added or replaced",
+          "FILE" },
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state,
-          "the hook's state directory (default /var/lib/coco-attest)",
-          "DIR" },
+          "the hook's state directory (default: hook.conf's, else "
+          COCA_HOOK_STATE_DIR ")", "DIR" },
         { NULL },
     };
     GError *err = NULL;
@@ -266,14 +363,42 @@ static int cmd_print_xml(int argc, char **argv)
     if (!parse(entries, "print-xml", &argc, &argv, &err)) {
         return fail(err);
     }
-    if (!uuid || strlen(uuid) != 36 ||
-        strspn(uuid, "0123456789abcdefABCDEF-") != 36) {
-        fprintf(stderr, "coco-attest-provision: print-xml needs --uuid "
-                "with the domain's UUID\n");
+    if (!uuid == !domain ||
+        (uuid && (strlen(uuid) != 36 ||
+                  strspn(uuid, "0123456789abcdefABCDEF-") != 36))) {
+        fprintf(stderr, "coco-attest-provision: print-xml needs --domain "
+                "FILE, or --uuid with the domain's UUID\n");
         return 2;
     }
-    dir = g_build_filename(state ? state : "/var/lib/coco-attest", uuid,
-                           NULL);
+    root = hook_state_dir(state, &err);
+    if (!root) {
+        return fail(err);
+    }
+    if (domain) {
+        gboolean ok;
+
+        if (!strcmp(domain, "-")) {
+            GIOChannel *in = g_io_channel_unix_new(0);
+
+            g_io_channel_set_encoding(in, NULL, NULL);
+            ok = g_io_channel_read_to_end(in, &xml, &len, &err) ==
+                 G_IO_STATUS_NORMAL;
+            g_io_channel_unref(in);
+        } else {
+            ok = g_file_get_contents(domain, &xml, &len, &err);
+        }
+        if (!ok) {
+            return fail(err);
+        }
+        out = coca_domain_add_device(xml, len, root, &why);
+        if (!out) {
+            fprintf(stderr, "coco-attest-provision: %s: %s\n", domain, why);
+            return 1;
+        }
+        fputs(out, stdout);
+        return 0;
+    }
+    dir = g_build_filename(root, uuid, NULL);
     if (strchr(dir, '\'') || strchr(dir, '<') || strchr(dir, '&') ||
         strchr(dir, ',')) {
         fprintf(stderr, "coco-attest-provision: unusable state directory "
@@ -298,6 +423,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         { "init-ca", cmd_init_ca },
         { "provision", cmd_provision },
+        { "renew", cmd_renew },
         { "verify", cmd_verify },
         { "purge", cmd_purge },
         { "print-xml", cmd_print_xml },

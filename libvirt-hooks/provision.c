@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -172,8 +173,26 @@ void coca_claims_clear(CocaClaims *c)
     g_free(c->zone);
     g_free(c->instance_name);
     g_free(c->instance_id);
+    g_free(c->vm_uuid);
     g_free(c->oid);
     memset(c, 0, sizeof(*c));
+}
+
+/* 8-4-4-4-12 hexadecimal digits, either case */
+static gboolean is_uuid(const char *s)
+{
+    int i;
+
+    if (!s || strlen(s) != 36) {
+        return FALSE;
+    }
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-'
+                                                    : !g_ascii_isxdigit(s[i])) {
+            return FALSE;
+        }
+    }
+    return TRUE;
 }
 
 gboolean coca_claims_validate(const CocaClaims *c, GError **errp)
@@ -198,6 +217,11 @@ gboolean coca_claims_validate(const CocaClaims *c, GError **errp)
     if (!id_chars_ok(c->instance_id, "-")) {
         g_set_error(errp, PROVISION_ERROR, 1, "instance-id must be a UUID or "
                     "a number (1-128 characters of [A-Za-z0-9-])");
+        return FALSE;
+    }
+    if (c->vm_uuid && !is_uuid(c->vm_uuid)) {
+        g_set_error(errp, PROVISION_ERROR, 1, "the VM UUID '%s' is not a "
+                    "UUID (8-4-4-4-12 hexadecimal digits)", c->vm_uuid);
         return FALSE;
     }
     if (c->oid) {
@@ -241,6 +265,7 @@ gboolean coca_claims_load(const char *instance_dir, CocaClaims *c,
 
     memset(c, 0, sizeof(*c));
     if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, errp)) {
+        g_prefix_error(errp, "%s: ", path);
         return FALSE;
     }
     c->project_id = g_key_file_get_string(kf, "identity", "project-id",
@@ -251,6 +276,7 @@ gboolean coca_claims_load(const char *instance_dir, CocaClaims *c,
                                              "instance-name", NULL);
     c->instance_id = g_key_file_get_string(kf, "identity", "instance-id",
                                            NULL);
+    c->vm_uuid = g_key_file_get_string(kf, "identity", "vm-uuid", NULL);
     c->oid = g_key_file_get_string(kf, "profile", "oid", NULL);
     c->gce = g_key_file_get_boolean(kf, "profile", "gce", NULL);
     c->ek_rekey = g_key_file_get_boolean(kf, "ek", "rekey", NULL);
@@ -286,6 +312,12 @@ static char *claims_to_keyfile(const CocaClaims *c)
     g_key_file_set_string(kf, "identity", "zone", c->zone);
     g_key_file_set_string(kf, "identity", "instance-name", c->instance_name);
     g_key_file_set_string(kf, "identity", "instance-id", c->instance_id);
+    if (c->vm_uuid) {
+        g_autofree char *uuid = g_ascii_strdown(c->vm_uuid, -1);
+
+        /* not a claim: QEMU checks it against its -uuid */
+        g_key_file_set_string(kf, "identity", "vm-uuid", uuid);
+    }
     g_key_file_set_string(kf, "profile", "oid",
                           c->oid ? c->oid : COCA_OID_IDENTITY);
     g_key_file_set_boolean(kf, "profile", "gce", c->gce);
@@ -609,6 +641,28 @@ static gboolean move_in(const char *from_dir, const char *name,
     return TRUE;
 }
 
+/*
+ * Lock an instance directory against a concurrent provision, renew or
+ * purge (a renewal timer firing as the domain starts, say): an open
+ * descriptor holding flock(LOCK_EX), or -1 with errp set.
+ */
+static int lock_dir(const char *path, GError **errp)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    while (fd >= 0 && flock(fd, LOCK_EX) < 0) {
+        if (errno != EINTR) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (fd < 0) {
+        g_set_error(errp, PROVISION_ERROR, 1, "%s: %s", path,
+                    g_strerror(errno));
+    }
+    return fd;
+}
+
 /* Remove a directory of plain files and subdirectories we created. */
 static void remove_tree(const char *path)
 {
@@ -896,6 +950,32 @@ static EVP_PKEY *load_pubkey(const char *path, GError **errp)
     return pk;
 }
 
+/* The host CA: its certificate and its key, which must match */
+static gboolean load_ca(const CocaCa *ca, X509 **crt, EVP_PKEY **key,
+                        GError **errp)
+{
+    *crt = load_cert(ca->cert_path, errp);
+    if (!*crt) {
+        return FALSE;
+    }
+    *key = load_key(ca->key_uri, errp);
+    if (!*key) {
+        return FALSE;
+    }
+    if (X509_check_private_key(*crt, *key) != 1) {
+        ERR_clear_error();
+        g_set_error(errp, PROVISION_ERROR, 1, "the CA key does not match "
+                    "%s", ca->cert_path);
+        return FALSE;
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(*crt)) <= 0) {
+        g_set_error(errp, PROVISION_ERROR, 1, "the CA certificate %s has "
+                    "expired", ca->cert_path);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 /* ------------------------------------------------------------------ */
 /* Instance directories                                                */
 /* ------------------------------------------------------------------ */
@@ -920,27 +1000,12 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
     mode_t dmode = gid != (gid_t)-1 ? 0750 : 0700;
     mode_t fmode = gid != (gid_t)-1 ? 0640 : 0600;
     gboolean ok = FALSE;
+    int lock = -1;
 
     if (!coca_claims_validate(claims, errp)) {
         return FALSE;
     }
-    ca_crt = load_cert(ca->cert_path, errp);
-    if (!ca_crt) {
-        goto out;
-    }
-    ca_key = load_key(ca->key_uri, errp);
-    if (!ca_key) {
-        goto out;
-    }
-    if (X509_check_private_key(ca_crt, ca_key) != 1) {
-        ERR_clear_error();
-        g_set_error(errp, PROVISION_ERROR, 1, "the CA key does not match "
-                    "%s", ca->cert_path);
-        goto out;
-    }
-    if (X509_cmp_current_time(X509_get0_notAfter(ca_crt)) <= 0) {
-        g_set_error(errp, PROVISION_ERROR, 1, "the CA certificate %s has "
-                    "expired", ca->cert_path);
+    if (!load_ca(ca, &ca_crt, &ca_key, errp)) {
         goto out;
     }
     key = EVP_EC_gen("P-256");
@@ -984,6 +1049,7 @@ gboolean coca_provision(const CocaCa *ca, const char *dir,
     created = !g_file_test(dir, G_FILE_TEST_IS_DIR);
     /* QEMU's group writes the EK state it creates at first boot */
     if (!make_dir(dir, dmode, gid, errp) ||
+        (lock = lock_dir(dir, errp)) < 0 ||
         !make_dir(ek_dir, gid != (gid_t)-1 ? 02770 : 0700, gid, errp)) {
         goto out;
     }
@@ -1069,6 +1135,9 @@ out:
     if (!ok && created) {
         remove_tree(dir);
     }
+    if (lock >= 0) {
+        close(lock);
+    }
     BIO_free(b);
     X509_free(tmpl);
     X509_free(ek_crt);
@@ -1078,6 +1147,109 @@ out:
     EVP_PKEY_free(ek);
     EVP_PKEY_free(key);
     EVP_PKEY_free(ca_key);
+    return ok;
+}
+
+gboolean coca_renew(const CocaCa *ca, const char *dir, unsigned hours,
+                    GError **errp)
+{
+    g_autofree char *crt_path = g_build_filename(dir, COCA_ISSUER_CRT_FILE,
+                                                 NULL);
+    g_autofree char *key_path = g_build_filename(dir, COCA_ISSUER_KEY_FILE,
+                                                 NULL);
+    g_autofree char *issuer_pem = NULL, *root_pem = NULL, *chain = NULL;
+    g_autofree char *stage = NULL;
+    g_auto(CocaClaims) claims = { 0 };
+    EVP_PKEY *ca_key = NULL, *key = NULL;
+    X509 *ca_crt = NULL, *old = NULL, *crt = NULL;
+    const char *missing;
+    struct stat st;
+    gid_t gid = (gid_t)-1;
+    gboolean ok = FALSE;
+    int lock;
+
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+        g_set_error(errp, PROVISION_ERROR, 1, "%s: no such instance "
+                    "directory (provision it first)", dir);
+        return FALSE;
+    }
+    lock = lock_dir(dir, errp);
+    if (lock < 0) {
+        return FALSE;
+    }
+    if (!coca_claims_load(dir, &claims, errp)) {
+        goto out;
+    }
+    if (hours) {
+        claims.validity_hours = hours;
+        if (!coca_claims_validate(&claims, errp)) {
+            goto out;
+        }
+    }
+    /* the instance's own key: renewal certifies it again */
+    missing = stat(key_path, &st) < 0 ? key_path
+              : stat(crt_path, &st) < 0 ? crt_path : NULL;
+    if (missing) {
+        g_set_error(errp, PROVISION_ERROR, 1, "%s: %s (the directory is "
+                    "purged or incomplete: provision it again)", missing,
+                    g_strerror(errno));
+        goto out;
+    }
+    if (!load_ca(ca, &ca_crt, &ca_key, errp)) {
+        goto out;
+    }
+    key = load_key(key_path, errp);
+    old = key ? load_cert(crt_path, errp) : NULL;
+    if (!old) {
+        goto out;
+    }
+    if (X509_check_private_key(old, key) != 1) {
+        ERR_clear_error();
+        g_set_error(errp, PROVISION_ERROR, 1, "%s does not match %s: "
+                    "provision the directory again", key_path, crt_path);
+        goto out;
+    }
+    crt = issue_issuer(ca_crt, ca_key, key, &claims, errp);
+    if (!crt) {
+        goto out;
+    }
+    /* each file replaced by a rename: QEMU reads the old or the new one */
+    if (geteuid() == 0) {
+        gid = st.st_gid;
+    }
+    stage = g_build_filename(dir, ".renew-XXXXXX", NULL);
+    if (!g_mkdtemp_full(stage, 0700)) {
+        g_set_error(errp, PROVISION_ERROR, 1, "%s: %s", stage,
+                    g_strerror(errno));
+        g_clear_pointer(&stage, g_free);
+        goto out;
+    }
+    issuer_pem = pem_of_cert(crt);
+    root_pem = pem_of_cert(ca_crt);
+    chain = g_strconcat(issuer_pem, root_pem, NULL);
+    if (!write_file(stage, COCA_ROOT_FILE, root_pem, strlen(root_pem),
+                    st.st_mode & 0777, gid, 0, errp) ||
+        !write_file(stage, COCA_CHAIN_FILE, chain, strlen(chain),
+                    st.st_mode & 0777, gid, 0, errp) ||
+        !write_file(stage, COCA_ISSUER_CRT_FILE, issuer_pem,
+                    strlen(issuer_pem), st.st_mode & 0777, gid, 0, errp) ||
+        /* the certificate last: it is what QEMU checks the others by */
+        !move_in(stage, COCA_ROOT_FILE, dir, errp) ||
+        !move_in(stage, COCA_CHAIN_FILE, dir, errp) ||
+        !move_in(stage, COCA_ISSUER_CRT_FILE, dir, errp)) {
+        goto out;
+    }
+    ok = TRUE;
+out:
+    if (stage) {
+        remove_tree(stage);
+    }
+    X509_free(crt);
+    X509_free(old);
+    X509_free(ca_crt);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(ca_key);
+    close(lock);
     return ok;
 }
 
@@ -1133,7 +1305,8 @@ out:
     return ok;
 }
 
-gboolean coca_purge(const char *dir, gboolean keep_ek, GError **errp)
+static gboolean purge_locked(const char *dir, gboolean keep_ek,
+                             GError **errp)
 {
     static const char *const transient[] = {
         COCA_ISSUER_KEY_FILE, COCA_ISSUER_CRT_FILE, COCA_CHAIN_FILE,
@@ -1183,4 +1356,21 @@ gboolean coca_purge(const char *dir, gboolean keep_ek, GError **errp)
         return FALSE;
     }
     return TRUE;
+}
+
+gboolean coca_purge(const char *dir, gboolean keep_ek, GError **errp)
+{
+    gboolean ok;
+    int lock;
+
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+        return purge_locked(dir, keep_ek, errp);
+    }
+    lock = lock_dir(dir, errp);
+    if (lock < 0) {
+        return FALSE;
+    }
+    ok = purge_locked(dir, keep_ek, errp);
+    close(lock);
+    return ok;
 }

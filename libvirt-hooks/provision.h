@@ -8,7 +8,13 @@
  * An instance directory holds everything QEMU's coco-attest-ca backend
  * needs for one VM, and nothing more:
  *
- *   identity.conf   the claims and the certificate profile (GKeyFile)
+ *   identity.conf   the claims and the certificate profile (GKeyFile):
+ *                   [identity] project-id, project-number, zone,
+ *                   instance-name, instance-id, and vm-uuid, the UUID of
+ *                   the VM the directory is for (optional: QEMU refuses
+ *                   the directory for a machine with another -uuid; when
+ *                   absent, an instance-id that is a UUID binds instead);
+ *                   [profile] oid, gce, validity-hours; [ek] rekey
  *   issuer.key      the per-instance issuing key (PKCS#8 PEM, EC P-256)
  *   issuer.crt      its certificate from the host CA: carries the
  *                   identity, CA:TRUE with pathlen 0, short validity
@@ -24,6 +30,12 @@
  *                   start, the EK certificate is not)
  *
  * The host CA key never goes into an instance directory.
+ *
+ * Renewal (coca_renew) re-issues issuer.crt for the same issuer.key, and
+ * rewrites chain.pem and root.crt, while QEMU runs: each is replaced by
+ * a rename, and QEMU's backend notices the new files at its next
+ * certification request and loads them if they certify the same
+ * identity.  identity.conf, ek-template.crt and ek/ are left as they are.
  */
 
 #ifndef COCO_ATTEST_PROVISION_H
@@ -62,6 +74,7 @@ typedef struct CocaClaims {
     char *zone;
     char *instance_name;
     char *instance_id;          /* a UUID or a decimal number */
+    char *vm_uuid;              /* the VM's UUID (QEMU -uuid), or NULL */
     char *oid;                  /* identity extension OID */
     gboolean gce;               /* also emit the GCE extension */
     gboolean ek_rekey;          /* allow a different EK later */
@@ -99,6 +112,17 @@ gboolean coca_provision(const CocaCa *ca, const char *instance_dir,
                         const CocaClaims *claims, gid_t gid,
                         const char *ek_pub_path, uint32_t ek_nv,
                         GError **errp);
+
+/*
+ * Renew the issuing certificate of a provisioned instance directory, which
+ * a running QEMU may be using: a new issuer.crt for the same issuer.key and
+ * claims, valid for validity_hours (0: identity.conf's validity-hours), from
+ * the host CA, with chain.pem and root.crt to match; each file replaced
+ * atomically, with the mode and group it had.  The claims, the EK profile
+ * and the EK state are kept.
+ */
+gboolean coca_renew(const CocaCa *ca, const char *instance_dir,
+                    unsigned validity_hours, GError **errp);
 
 /* Check an instance directory: files, chain, validity, claims. */
 gboolean coca_verify(const char *instance_dir, const char *ca_cert,

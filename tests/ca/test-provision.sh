@@ -232,6 +232,119 @@ sed -i 's/^project-number=.*/project-number=x/' inst-bad/identity.conf
 expect_fail "verify catches corrupt claims" "project-number" \
     "$P" verify --instance-dir inst-bad
 
+# --- renewal: a new issuing certificate under a running VM -------------
+end_of() { date -d "$(openssl x509 -in "$1" -noout -enddate | cut -d= -f2)" +%s; }
+keep() { sha256sum inst/identity.conf inst/issuer.key inst/ek-template.crt \
+         inst/ek/*; }
+kept=$(keep)
+old_end=$(end_of inst/issuer.crt)
+old_crt=$(sha256sum < inst/issuer.crt)
+old_ino=$(stat -c %i inst/issuer.crt)
+out=$(faketime -f '+20h' "$P" renew --instance-dir inst --ca-dir ca)
+ok $? "renew an instance directory"
+grep -qx "renewed inst" <<< "$out"
+ok $? "renew says what it renewed"
+[ "$(keep)" = "$kept" ]
+ok $? "renew keeps identity.conf, issuer.key, the EK profile and ek/"
+[ "$(sha256sum < inst/issuer.crt)" != "$old_crt" ] &&
+    [ "$(stat -c %i inst/issuer.crt)" != "$old_ino" ] &&
+    [ -z "$(find inst -name '.renew-*')" ]
+ok $? "renew replaces issuer.crt by a rename, leaves no staging directory"
+new_end=$(end_of inst/issuer.crt)
+[ $((new_end - old_end)) -ge $((20 * 3600 - 120)) ] &&
+    [ $((new_end - old_end)) -le $((20 * 3600 + 120)) ]
+ok $? "the renewed certificate lives validity-hours from the renewal"
+faketime -f '+20h' "$P" verify --instance-dir inst > /dev/null &&
+    openssl x509 -in inst/chain.pem | cmp -s - <(openssl x509 -in inst/issuer.crt)
+ok $? "the renewed directory verifies, chain.pem starts with issuer.crt"
+[ "$(openssl x509 -in inst/issuer.crt -noout -pubkey)" = \
+  "$(openssl pkey -in inst/issuer.key -pubout)" ]
+ok $? "the renewed certificate certifies the same issuing key"
+ext_strings inst/issuer.crt 2.25.2183219139539840134.1 | diff - id.txt
+ok $? "the renewed certificate carries the same identity"
+"$P" renew --instance-dir inst --ca-dir ca --validity-hours 2 > /dev/null &&
+    end=$(end_of inst/issuer.crt) && now=$(date +%s) &&
+    [ $((end - now)) -le $((2 * 3600 + 60)) ] &&
+    [ $((end - now)) -gt 3600 ] &&
+    grep -q '^validity-hours=24$' inst/identity.conf &&
+    "$P" verify --instance-dir inst > /dev/null
+ok $? "renew --validity-hours sets this certificate's lifetime only"
+"$P" renew --instance-dir inst --ca-cert ca/ca.crt \
+    --ca-key "file://$T/ca/ca.key" > /dev/null
+ok $? "renew takes the CA key as an OpenSSL store URI"
+if [ -d inst-grp ]; then
+    "$P" renew --instance-dir inst-grp --ca-dir ca > /dev/null &&
+        [ "$(stat -c '%a %U %G' inst-grp/issuer.crt)" = "640 root nogroup" ] &&
+        [ "$(stat -c '%a %U %G' inst-grp/chain.pem)" = "640 root nogroup" ]
+    ok $? "renew keeps the files' mode and group"
+fi
+flock inst sleep 2 &
+locker=$!
+sleep 0.5
+t0=$(date +%s%N)
+"$P" renew --instance-dir inst --ca-dir ca > /dev/null &&
+    [ $(( ($(date +%s%N) - t0) / 1000000 )) -ge 1000 ] &&
+    "$P" verify --instance-dir inst > /dev/null
+ok $? "renew waits for a provision or purge holding the directory's lock"
+wait $locker
+"$P" provision --ca-dir ca --instance-dir inst-uuid "${claims[@]}" \
+    --uuid 0B9C7E36-1F0E-4C55-A1C3-5E1D2F6A7B80 > /dev/null &&
+    grep -qx 'vm-uuid=0b9c7e36-1f0e-4c55-a1c3-5e1d2f6a7b80' \
+        inst-uuid/identity.conf &&
+    id_before=$(sha256sum < inst-uuid/identity.conf) &&
+    "$P" renew --instance-dir inst-uuid --ca-dir ca > /dev/null &&
+    [ "$(sha256sum < inst-uuid/identity.conf)" = "$id_before" ]
+ok $? "--uuid records the VM's UUID in identity.conf; renew keeps it"
+expect_fail "--uuid must be a UUID" "is not a UUID" \
+    "$P" provision --ca-dir ca --instance-dir inst-uuid2 "${claims[@]}" \
+    --uuid 6d1f0a52-8b1c-4a77-9d0e-3f0b6e8c2a1
+[ ! -e inst-uuid2 ]
+ok $? "a refused --uuid creates nothing"
+
+before=$(find inst -type f -exec sha256sum {} + | sort)
+expect_fail "renew needs --instance-dir" "renew needs --instance-dir" \
+    "$P" renew --ca-dir ca
+expect_fail "renew needs the host CA" "give --ca-dir, or --ca-cert" \
+    "$P" renew --instance-dir inst
+expect_fail "renew: --validity-hours out of range" \
+    "--validity-hours must be between" \
+    "$P" renew --instance-dir inst --ca-dir ca --validity-hours 0
+expect_fail "renew: unknown option" "Unknown option" \
+    "$P" renew --instance-dir inst --ca-dir ca --project-id other
+expect_fail "renew: stray argument" "unexpected argument 'extra'" \
+    "$P" renew --instance-dir inst --ca-dir ca extra
+expect_fail "renew a missing directory" \
+    "missing-inst: no such instance directory (provision it first)" \
+    "$P" renew --instance-dir missing-inst --ca-dir ca
+[ ! -e missing-inst ]
+ok $? "renewing a missing directory creates nothing"
+expect_fail "renew with a CA key that does not match" "does not match" \
+    "$P" renew --instance-dir inst --ca-cert ca/ca.crt --ca-key ca2/ca.key
+expect_fail "renew with a missing CA" "ca-missing/ca.crt: No such file" \
+    "$P" renew --instance-dir inst --ca-dir ca-missing
+[ "$(find inst -type f -exec sha256sum {} + | sort)" = "$before" ]
+ok $? "a refused renewal leaves the directory untouched"
+cp -a inst inst-purged
+"$P" purge --instance-dir inst-purged --keep-ek
+expect_fail "renew a purged directory" \
+    "inst-purged/identity.conf: No such file or directory" \
+    "$P" renew --instance-dir inst-purged --ca-dir ca
+cp -a inst inst-nokey
+rm inst-nokey/issuer.key
+expect_fail "renew without the issuing key" \
+    "issuer.key: No such file or directory (the directory is purged" \
+    "$P" renew --instance-dir inst-nokey --ca-dir ca
+cp -a inst inst-mismatch
+openssl ecparam -name prime256v1 -genkey -noout 2> /dev/null |
+    openssl pkey -out inst-mismatch/issuer.key
+expect_fail "renew refuses a key that does not match issuer.crt" \
+    "provision the directory again" \
+    "$P" renew --instance-dir inst-mismatch --ca-dir ca
+cp -a inst inst-badclaims
+sed -i 's/^zone=.*/zone=bad\/zone/' inst-badclaims/identity.conf
+expect_fail "renew refuses corrupt claims" "zone must be" \
+    "$P" renew --instance-dir inst-badclaims --ca-dir ca
+
 # --- a full disk: nothing half-written, the previous instance intact ----
 mkdir -p full
 if mount -t tmpfs -o size=64k tmpfs full 2> /dev/null; then
