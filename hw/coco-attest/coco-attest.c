@@ -2042,6 +2042,108 @@ static void coca_reset_hold(Object *obj, ResetType type)
     coca_update_irq(COCO_ATTEST(obj));
 }
 
+/*
+ * The register window must not overlap ports something else already
+ * decodes: one of the two would hide the other (fw_cfg at 0x510, PCI
+ * configuration at 0xcf8, a COM port).  Only what is mapped when the
+ * device is realized is seen: a device created later on the command
+ * line, or ports that firmware or the guest maps afterwards (PCI I/O
+ * BARs, the ACPI PM block), are not.  On the machines with an ISA bus
+ * (pc, q35, microvm) its I/O space is the root of the I/O address
+ * space, so addresses in it are port numbers.
+ */
+static bool coca_check_ports(CocoAttestState *s, Error **errp)
+{
+    MemoryRegion *io = isa_address_space_io(ISA_DEVICE(s));
+    hwaddr first = s->iobase, last = first + COCA_IO_SIZE - 1;
+    hwaddr addr = first;
+
+    while (addr <= last) {
+        MemoryRegionSection sec = memory_region_find(io, addr,
+                                                     last - addr + 1);
+        Object *owner;
+        hwaddr lo, hi;
+
+        if (!sec.mr) {
+            break;
+        }
+        if (sec.mr == io) {
+            /* where no device decodes, the I/O space itself answers */
+            addr = sec.offset_within_address_space + int128_get64(sec.size);
+            memory_region_unref(sec.mr);
+            continue;
+        }
+        /* the whole of the region, not just the part in the window */
+        lo = sec.offset_within_address_space;
+        if (sec.offset_within_region <= lo) {
+            lo -= sec.offset_within_region;
+        }
+        hi = MIN(lo + memory_region_size(sec.mr) - 1, 0xffff);
+        owner = memory_region_owner(sec.mr);
+        error_setg(errp, "ports 0x%" HWADDR_PRIx "-0x%" HWADDR_PRIx
+                   " overlap '%s'%s%s at 0x%" HWADDR_PRIx "-0x%"
+                   HWADDR_PRIx "; choose another iobase", first, last,
+                   memory_region_name(sec.mr) ?: "(unnamed)",
+                   owner ? " of " : "",
+                   owner ? object_get_typename(owner) : "", lo, hi);
+        memory_region_unref(sec.mr);
+        return false;
+    }
+    return true;
+}
+
+/* A property of another device that names the ISA interrupt it uses */
+static bool coca_is_irq_prop(const ObjectProperty *prop)
+{
+    return (!strcmp(prop->name, "irq") ||
+            g_str_has_suffix(prop->name, "-irq")) &&
+           prop->type && (g_str_has_prefix(prop->type, "int") ||
+                          g_str_has_prefix(prop->type, "uint"));
+}
+
+/*
+ * ISA interrupts are not shared: two devices driving one line overwrite
+ * each other's level.  QEMU does not record which line a device uses,
+ * but the ISA devices that take one say so in a property, "irq" by
+ * convention (isa-serial, isa-parallel, isa-fdc, mc146818rtc, ne2k_isa,
+ * tpm-tis, isa-ipmi-kcs, ...) and "kbd-irq", "mouse-irq" for i8042:
+ * look for the device's line in those of the other devices on the bus.
+ * Users that are not such ISA devices are not seen: devices created
+ * later, PIIX IDE in compatibility mode (14, 15), the ACPI SCI (9), the
+ * FPU error line (13), and the lines firmware routes PCI interrupts to.
+ */
+static bool coca_check_irq(CocoAttestState *s, Error **errp)
+{
+    DeviceState *dev = DEVICE(s);
+    BusState *bus = qdev_get_parent_bus(dev);
+    BusChild *kid;
+
+    QTAILQ_FOREACH(kid, &bus->children, sibling) {
+        DeviceState *other = kid->child;
+        ObjectPropertyIterator iter;
+        ObjectProperty *prop;
+
+        if (other == dev || !other->realized) {
+            continue;
+        }
+        object_property_iter_init(&iter, OBJECT(other));
+        while ((prop = object_property_iter_next(&iter))) {
+            if (!coca_is_irq_prop(prop) ||
+                object_property_get_int(OBJECT(other), prop->name,
+                                        NULL) != s->isairq) {
+                continue;
+            }
+            error_setg(errp, "irq %u is already used by %s%s%s%s (its %s "
+                       "property); choose another irq, or 0 for none",
+                       s->isairq, object_get_typename(OBJECT(other)),
+                       other->id ? " '" : "", other->id ?: "",
+                       other->id ? "'" : "", prop->name);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void coca_realize(DeviceState *dev, Error **errp)
 {
     CocoAttestState *s = COCO_ATTEST(dev);
@@ -2072,6 +2174,10 @@ static void coca_realize(DeviceState *dev, Error **errp)
     if (s->isairq == 2 || s->isairq > 15) {
         error_setg(errp, "irq %u is not a usable ISA interrupt "
                    "(0 = none, 1-15 but not 2)", s->isairq);
+        return;
+    }
+    if (!coca_check_ports(s, errp) ||
+        (s->isairq && !coca_check_irq(s, errp))) {
         return;
     }
 

@@ -572,6 +572,171 @@ static void test_bad_properties(void)
     }
 }
 
+/*
+ * Realize refuses ports and ISA interrupts that something present
+ * already uses.  QEMU started with @args on @machine must refuse to
+ * start (exit status 1, not a crash, nor a QEMU left running) with
+ * @error on stderr.
+ */
+static void assert_refused(const char *machine, const char *args,
+                           const char *error)
+{
+    g_autofree char *cmd = g_strdup_printf(
+        "timeout 20 %s -M %s -accel qtest -nodefaults -display none -S %s",
+        g_getenv("QTEST_QEMU_BINARY"), machine, args);
+    g_auto(GStrv) argv = NULL;
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    int status;
+
+    g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    g_assert_true(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH,
+                               NULL, NULL, &out, &err, &status, NULL));
+    if (!strstr(err, error)) {
+        g_test_message("%s: %s", cmd, err);
+    }
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 1);
+    g_assert_nonnull(strstr(err, error));
+}
+
+static const char *const realize_machines[] = { "pc", "q35" };
+
+/* fw_cfg: the selector at 0x510, the DMA address at 0x514 */
+static void test_overlap_fwcfg(void)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(realize_machines); i++) {
+        assert_refused(realize_machines[i],
+                       "-device coco-attest,iobase=0x510",
+                       "ports 0x510-0x52f overlap 'fwcfg' of fw_cfg_io at "
+                       "0x510-0x511; choose another iobase");
+        /* the window reaching the DMA ports from below */
+        assert_refused(realize_machines[i],
+                       "-device coco-attest,iobase=0x4f8",
+                       "ports 0x4f8-0x517 overlap 'fwcfg' of fw_cfg_io at "
+                       "0x510-0x511");
+    }
+}
+
+/* PCI configuration: address at 0xcf8, data at 0xcfc */
+static void test_overlap_pci(void)
+{
+    assert_refused("pc", "-device coco-attest,iobase=0xcf8",
+                   "ports 0xcf8-0xd17 overlap 'pci-conf-idx' of "
+                   "i440FX-pcihost at 0xcf8-0xcfb");
+    assert_refused("q35", "-device coco-attest,iobase=0xcf8",
+                   "ports 0xcf8-0xd17 overlap 'pci-conf-idx' of "
+                   "q35-pcihost at 0xcf8-0xcfb");
+    /* a window ending in the data register */
+    assert_refused("pc", "-device coco-attest,iobase=0xce0",
+                   "ports 0xce0-0xcff overlap 'pci-conf-idx' of "
+                   "i440FX-pcihost at 0xcf8-0xcfb");
+    /* one starting in it */
+    assert_refused("pc", "-device coco-attest,iobase=0xcfc",
+                   "ports 0xcfc-0xd1b overlap 'pci-conf-data' of "
+                   "i440FX-pcihost at 0xcfc-0xcff");
+    assert_refused("q35", "-device coco-attest,iobase=0xcfc",
+                   "ports 0xcfc-0xd1b overlap 'pci-conf-data' of "
+                   "q35-pcihost at 0xcfc-0xcff");
+    /*
+     * q35's CPU hotplug block comes first, starting below the window:
+     * the message gives the whole region
+     */
+    assert_refused("q35", "-device coco-attest,iobase=0xcf0",
+                   "ports 0xcf0-0xd0f overlap 'acpi-cpu-hotplug' of "
+                   "ICH9-LPC at 0xcd8-0xcf7");
+}
+
+/* COM1, from -serial and from -device isa-serial */
+static void test_overlap_com1(void)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(realize_machines); i++) {
+        assert_refused(realize_machines[i],
+                       "-serial null -device coco-attest,iobase=0x3f8",
+                       "ports 0x3f8-0x417 overlap 'serial' of isa-serial "
+                       "at 0x3f8-0x3ff; choose another iobase");
+        assert_refused(realize_machines[i],
+                       "-device isa-serial,id=com1 "
+                       "-device coco-attest,iobase=0x3f8",
+                       "ports 0x3f8-0x417 overlap 'serial' of isa-serial "
+                       "at 0x3f8-0x3ff");
+    }
+    /* the window's last ports on COM1's first (q35 has no floppy) */
+    assert_refused("q35", "-serial null -device coco-attest,iobase=0x3dc",
+                   "ports 0x3dc-0x3fb overlap 'serial' of isa-serial at "
+                   "0x3f8-0x3ff");
+}
+
+/* COM1's interrupt line, 4 */
+static void test_irq_com1(void)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(realize_machines); i++) {
+        assert_refused(realize_machines[i],
+                       "-serial null -device coco-attest,irq=4",
+                       "irq 4 is already used by isa-serial (its irq "
+                       "property); choose another irq, or 0 for none");
+        assert_refused(realize_machines[i],
+                       "-device isa-serial,id=com1 -device coco-attest,irq=4",
+                       "irq 4 is already used by isa-serial 'com1' (its "
+                       "irq property)");
+    }
+}
+
+/* Lines the machines' own ISA devices use: the RTC, the i8042 */
+static void test_irq_builtin(void)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(realize_machines); i++) {
+        assert_refused(realize_machines[i], "-device coco-attest,irq=8",
+                       "irq 8 is already used by mc146818rtc (its irq "
+                       "property)");
+        assert_refused(realize_machines[i], "-device coco-attest,irq=1",
+                       "irq 1 is already used by i8042 (its kbd-irq "
+                       "property)");
+        assert_refused(realize_machines[i], "-device coco-attest,irq=12",
+                       "irq 12 is already used by i8042 (its mouse-irq "
+                       "property)");
+    }
+}
+
+/* Free ports and a free line still realize, beside COM1 */
+static void test_realize_free(void)
+{
+    static const struct {
+        const char *machine;
+        const char *props;
+        unsigned base;
+    } cases[] = {
+        { "pc", "", COCA_DEFAULT_IOBASE },
+        { "q35", "", COCA_DEFAULT_IOBASE },
+        /* COM2's line, without a COM2 */
+        { "pc", ",irq=3", COCA_DEFAULT_IOBASE },
+        { "q35", ",irq=3", COCA_DEFAULT_IOBASE },
+        /* right below COM1 at 0x3f8 */
+        { "q35", ",iobase=0x3d8,irq=5", 0x3d8 },
+        /* right below pc's floppy controller at 0x3f0 */
+        { "pc", ",iobase=0x3d0,irq=5", 0x3d0 },
+    };
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(cases); i++) {
+        QTestState *qts = qtest_initf("-M %s -nodefaults -serial null "
+                                      "-device coco-attest%s",
+                                      cases[i].machine, cases[i].props);
+
+        g_assert_cmphex(qtest_inl(qts, cases[i].base), ==, COCA_SIGNATURE);
+        check_io_window_free(qts, cases[i].base);
+        qtest_quit(qts);
+    }
+}
+
 static void test_query_empty(void)
 {
     QTestState *qts = qtest_init("-M q35 -nodefaults");
@@ -4886,6 +5051,12 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/fw-cfg", test_fw_cfg);
     qtest_add_func("/coco-attest/acpi", test_acpi);
     qtest_add_func("/coco-attest/bad-properties", test_bad_properties);
+    qtest_add_func("/coco-attest/realize/overlap-fwcfg", test_overlap_fwcfg);
+    qtest_add_func("/coco-attest/realize/overlap-pci", test_overlap_pci);
+    qtest_add_func("/coco-attest/realize/overlap-com1", test_overlap_com1);
+    qtest_add_func("/coco-attest/realize/irq-com1", test_irq_com1);
+    qtest_add_func("/coco-attest/realize/irq-builtin", test_irq_builtin);
+    qtest_add_func("/coco-attest/realize/free", test_realize_free);
     qtest_add_func("/coco-attest/query-empty", test_query_empty);
     qtest_add_func("/coco-attest/negotiate", test_negotiate);
     qtest_add_func("/coco-attest/pinned-features", test_pinned_features);
