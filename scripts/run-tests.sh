@@ -65,6 +65,8 @@ test_instance() {
     # fixtures: always the regular build (faketime and ASan do not mix)
     local d=$TOP/build/test-ca
     local P=$TOP/build/project/libvirt-hooks/coco-attest-provision
+    # the renewal qtest provisions its own instance with it
+    export COCA_PROVISION=${COCA_PROVISION:-$P}
     if [ -z "${COCA_CA_DIR:-}" ]; then
         rm -rf "$d"
         mkdir -p "$d"

@@ -16,7 +16,7 @@ PKGS=(
     libgnutls28-dev libcurl4-gnutls-dev libssl-dev openssl gnutls-bin
     libxml2-dev libxml2-utils
     seabios qemu-system-data ipxe-qemu
-    python3-cryptography swtpm-tools faketime libjson-c-dev
+    python3-cryptography swtpm-tools faketime libfaketime libjson-c-dev
     clang libclang-rt-14-dev python3-matplotlib
 )
 BPO_PKGS=(meson python3-pycotap

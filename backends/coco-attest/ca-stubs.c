@@ -13,6 +13,11 @@ const CocoAttestClaims *coco_attest_ca_claims(CocoAttestCa *ca)
     g_assert_not_reached();
 }
 
+int64_t coco_attest_ca_not_after(CocoAttestCa *ca)
+{
+    g_assert_not_reached();
+}
+
 bool coco_attest_ca_take_token(CocoAttestCa *ca)
 {
     g_assert_not_reached();

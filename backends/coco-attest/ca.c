@@ -8,8 +8,12 @@
  * The directory is written by coco-attest-provision; everything in it is
  * checked when the object is created, so that a missing, unreadable,
  * expired or mismatched file stops QEMU at start-up rather than failing
- * the guest's first request.  QEMU is GPLv2: this file uses GnuTLS, never
- * OpenSSL.
+ * the guest's first request.  While the VM runs, "coco-attest-provision
+ * renew" replaces the issuing certificate before it expires: each
+ * certification notices the change (stat) and loads the new set, checked
+ * the same way, in the worker thread that signs; a set that would change
+ * the instance's identity is refused and the loaded one kept.  QEMU is
+ * GPLv2: this file uses GnuTLS, never OpenSSL.
  */
 
 #include "qemu/osdep.h"
@@ -17,12 +21,15 @@
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/module.h"
+#include "qemu/stats64.h"
 #include "qemu/thread.h"
 #include "qemu/timer.h"
+#include "qemu/uuid.h"
 #include "qapi/error.h"
 #include "qom/object_interfaces.h"
 #include "system/coco-attest-backend.h"
 #include "system/coco-attest-ca.h"
+#include "system/system.h"
 #include "trace.h"
 
 #include <gnutls/gnutls.h>
@@ -67,15 +74,14 @@ static const char *const ca_ek_ext_oids[] = {
 #define CA_MAX_CSR          (16 * 1024)
 #define CA_MAX_CERT_FILE    (16 * 1024)
 
-struct CocoAttestCa {
-    Object parent_obj;
-
-    /* properties: fixed once the object is created (ready) */
-    char *dir;
-    CocoAttestRate limit;       /* signatures per minute, burst */
-    bool ready;
-
-    CocoAttestClaims claims;
+/*
+ * What a renewal replaces: the issuing key, its certificate, the chain
+ * and the EK profile, loaded and checked as one set.  Workers hold a
+ * reference while they sign, so that a reload never pulls the material
+ * from under them.
+ */
+typedef struct CaMaterial {
+    int refs;
     gnutls_x509_crt_t issuer;
     gnutls_privkey_t key;
     GPtrArray *chain;           /* GBytes: issuer then up to the root */
@@ -87,13 +93,53 @@ struct CocoAttestCa {
     uint8_t issuer_ski[64];
     size_t issuer_ski_len;
     time_t issuer_expiry;
+} CaMaterial;
 
-    QemuMutex lock;             /* serialises signing */
+/* The files a renewal or a re-provisioning replaces (by rename) */
+static const char *const ca_watched[] = {
+    CA_IDENTITY_FILE, CA_ISSUER_KEY_FILE, CA_ISSUER_CRT_FILE, CA_CHAIN_FILE,
+    CA_EK_TEMPLATE_FILE,
+};
+
+/* What stat() says of each of them: any change is worth a reload */
+typedef struct CaStamp {
+    struct {
+        int err;
+        dev_t dev;
+        ino_t ino;
+        off_t size;
+        time_t mtime, ctime;
+    } f[G_N_ELEMENTS(ca_watched)];
+} CaStamp;
+
+struct CocoAttestCa {
+    Object parent_obj;
+
+    /* properties: fixed once the object is created (ready) */
+    char *dir;
+    CocoAttestRate limit;       /* signatures per minute, burst */
+    bool ready;
+
+    CocoAttestClaims claims;    /* fixed: a reload never changes them */
+
+    QemuMutex mat_lock;         /* guards the four below; workers only */
+    CaMaterial *mat;
+    CaStamp mat_stamp;          /* the files mat was loaded from */
+    CaStamp refused_stamp;      /* the files of the last refused reload */
+    bool refused;
+    Stat64 not_after;           /* mat's expiry, for QMP */
+
+    QemuMutex lock;             /* serialises signing and the EK state */
 };
 
 const CocoAttestClaims *coco_attest_ca_claims(CocoAttestCa *ca)
 {
     return &ca->claims;
+}
+
+int64_t coco_attest_ca_not_after(CocoAttestCa *ca)
+{
+    return stat64_get(&ca->not_after);
 }
 
 bool coco_attest_ca_take_token(CocoAttestCa *ca)
@@ -105,14 +151,92 @@ bool coco_attest_ca_take_token(CocoAttestCa *ca)
     return true;
 }
 
+static CaMaterial *ca_material_ref(CaMaterial *m)
+{
+    qatomic_inc(&m->refs);
+    return m;
+}
+
+static void ca_material_unref(CaMaterial *m)
+{
+    size_t i;
+
+    if (!m || qatomic_fetch_dec(&m->refs) != 1) {
+        return;
+    }
+    if (m->key) {
+        gnutls_privkey_deinit(m->key);
+    }
+    if (m->issuer) {
+        gnutls_x509_crt_deinit(m->issuer);
+    }
+    if (m->chain) {
+        g_ptr_array_unref(m->chain);
+    }
+    g_clear_pointer(&m->chain_pem, g_bytes_unref);
+    g_clear_pointer(&m->identity_ext, g_bytes_unref);
+    g_clear_pointer(&m->gce_ext, g_bytes_unref);
+    for (i = 0; i < G_N_ELEMENTS(m->ek_ext); i++) {
+        g_clear_pointer(&m->ek_ext[i], g_bytes_unref);
+    }
+    g_free(m);
+}
+
+static void ca_claims_clear(CocoAttestClaims *c)
+{
+    g_free(c->project_id);
+    g_free(c->zone);
+    g_free(c->instance_name);
+    g_free(c->instance_id);
+    g_free(c->oid);
+    g_free(c->vm_uuid);
+    memset(c, 0, sizeof(*c));
+}
+
+static void ca_stamp(const char *dir, CaStamp *s)
+{
+    size_t i;
+
+    memset(s, 0, sizeof(*s));
+    for (i = 0; i < G_N_ELEMENTS(ca_watched); i++) {
+        g_autofree char *path = g_build_filename(dir, ca_watched[i], NULL);
+        struct stat st;
+
+        if (stat(path, &st) < 0) {
+            s->f[i].err = errno;
+            continue;
+        }
+        s->f[i].dev = st.st_dev;
+        s->f[i].ino = st.st_ino;
+        s->f[i].size = st.st_size;
+        s->f[i].mtime = st.st_mtime;
+        s->f[i].ctime = st.st_ctime;
+    }
+}
+
+static bool ca_stamp_equal(const CaStamp *a, const CaStamp *b)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(a->f); i++) {
+        if (a->f[i].err != b->f[i].err || a->f[i].dev != b->f[i].dev ||
+            a->f[i].ino != b->f[i].ino || a->f[i].size != b->f[i].size ||
+            a->f[i].mtime != b->f[i].mtime ||
+            a->f[i].ctime != b->f[i].ctime) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------ */
 /* Loading the instance directory                                      */
 /* ------------------------------------------------------------------ */
 
-static bool ca_read(CocoAttestCa *ca, const char *name, gnutls_datum_t *d,
+static bool ca_read(const char *dir, const char *name, gnutls_datum_t *d,
                     Error **errp)
 {
-    g_autofree char *path = g_build_filename(ca->dir, name, NULL);
+    g_autofree char *path = g_build_filename(dir, name, NULL);
     g_autoptr(GError) gerr = NULL;
     gchar *data;
     gsize len;
@@ -131,13 +255,14 @@ static bool ca_read(CocoAttestCa *ca, const char *name, gnutls_datum_t *d,
     return true;
 }
 
-static bool ca_load_claims(CocoAttestCa *ca, Error **errp)
+static bool ca_load_claims(const char *dir, CocoAttestClaims *c,
+                           Error **errp)
 {
-    g_autofree char *path = g_build_filename(ca->dir, CA_IDENTITY_FILE, NULL);
+    g_autofree char *path = g_build_filename(dir, CA_IDENTITY_FILE, NULL);
     g_autoptr(GKeyFile) kf = g_key_file_new();
     g_autoptr(GError) gerr = NULL;
     g_autofree char *num = NULL;
-    CocoAttestClaims *c = &ca->claims;
+    QemuUUID uuid;
 
     if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &gerr)) {
         error_setg(errp, "coco-attest-ca: %s: %s", path, gerr->message);
@@ -150,11 +275,13 @@ static bool ca_load_claims(CocoAttestCa *ca, Error **errp)
                                              NULL);
     c->instance_id = g_key_file_get_string(kf, "identity", "instance-id",
                                            NULL);
+    c->vm_uuid = g_key_file_get_string(kf, "identity", "vm-uuid", NULL);
     c->oid = g_key_file_get_string(kf, "profile", "oid", NULL);
     c->ek_rekey = g_key_file_get_boolean(kf, "ek", "rekey", NULL);
     if (!c->project_id || !c->zone || !c->instance_name ||
         !c->instance_id || !c->oid || !num ||
-        qemu_strtou64(num, NULL, 10, &c->project_number) < 0) {
+        qemu_strtou64(num, NULL, 10, &c->project_number) < 0 ||
+        (c->vm_uuid && qemu_uuid_parse(c->vm_uuid, &uuid) < 0)) {
         error_setg(errp, "coco-attest-ca: %s: incomplete or malformed "
                    "claims (re-provision the instance)", path);
         return false;
@@ -162,32 +289,32 @@ static bool ca_load_claims(CocoAttestCa *ca, Error **errp)
     return true;
 }
 
-static bool ca_load_chain(CocoAttestCa *ca, Error **errp)
+static bool ca_load_chain(const char *dir, CaMaterial *m, Error **errp)
 {
     gnutls_datum_t pem = { 0 };
     gnutls_x509_crt_t *list = NULL;
     unsigned int n = 0, i;
     int ret;
 
-    if (!ca_read(ca, CA_CHAIN_FILE, &pem, errp)) {
+    if (!ca_read(dir, CA_CHAIN_FILE, &pem, errp)) {
         return false;
     }
-    ca->chain_pem = g_bytes_new(pem.data, pem.size);
+    m->chain_pem = g_bytes_new(pem.data, pem.size);
     ret = gnutls_x509_crt_list_import2(&list, &n, &pem, GNUTLS_X509_FMT_PEM,
                                        0);
     g_free(pem.data);
     if (ret < 0 || n < 2) {
-        error_setg(errp, "coco-attest-ca: %s/%s: %s", ca->dir, CA_CHAIN_FILE,
+        error_setg(errp, "coco-attest-ca: %s/%s: %s", dir, CA_CHAIN_FILE,
                    ret < 0 ? gnutls_strerror(ret) : "needs two certificates");
         goto out;
     }
-    if (!gnutls_x509_crt_equals(list[0], ca->issuer)) {
+    if (!gnutls_x509_crt_equals(list[0], m->issuer)) {
         error_setg(errp, "coco-attest-ca: %s/%s does not start with %s",
-                   ca->dir, CA_CHAIN_FILE, CA_ISSUER_CRT_FILE);
+                   dir, CA_CHAIN_FILE, CA_ISSUER_CRT_FILE);
         ret = -1;
         goto out;
     }
-    ca->chain = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    m->chain = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
     for (i = 0; i < n; i++) {
         gnutls_datum_t der;
 
@@ -196,7 +323,7 @@ static bool ca_load_chain(CocoAttestCa *ca, Error **errp)
             ret = -1;
             goto out;
         }
-        g_ptr_array_add(ca->chain, g_bytes_new(der.data, der.size));
+        g_ptr_array_add(m->chain, g_bytes_new(der.data, der.size));
         gnutls_free(der.data);
     }
     ret = 0;
@@ -209,20 +336,21 @@ out:
 }
 
 /* The EK profile: extensions of the template certificate to copy. */
-static bool ca_load_ek_template(CocoAttestCa *ca, Error **errp)
+static bool ca_load_ek_template(const char *dir, CaMaterial *m,
+                                Error **errp)
 {
     gnutls_datum_t pem = { 0 };
     gnutls_x509_crt_t tmpl = NULL;
     bool ok = false;
     size_t i;
 
-    if (!ca_read(ca, CA_EK_TEMPLATE_FILE, &pem, errp)) {
+    if (!ca_read(dir, CA_EK_TEMPLATE_FILE, &pem, errp)) {
         return false;
     }
     if (gnutls_x509_crt_init(&tmpl) < 0 ||
         gnutls_x509_crt_import(tmpl, &pem, GNUTLS_X509_FMT_PEM) < 0) {
         error_setg(errp, "coco-attest-ca: %s/%s: not a certificate",
-                   ca->dir, CA_EK_TEMPLATE_FILE);
+                   dir, CA_EK_TEMPLATE_FILE);
         goto out;
     }
     for (i = 0; i < G_N_ELEMENTS(ca_ek_ext_oids); i++) {
@@ -230,13 +358,13 @@ static bool ca_load_ek_template(CocoAttestCa *ca, Error **errp)
 
         if (gnutls_x509_crt_get_extension_by_oid2(tmpl, ca_ek_ext_oids[i], 0,
                                                   &ext,
-                                                  &ca->ek_ext_critical[i])
+                                                  &m->ek_ext_critical[i])
             < 0) {
             error_setg(errp, "coco-attest-ca: %s/%s lacks extension %s",
-                       ca->dir, CA_EK_TEMPLATE_FILE, ca_ek_ext_oids[i]);
+                       dir, CA_EK_TEMPLATE_FILE, ca_ek_ext_oids[i]);
             goto out;
         }
-        ca->ek_ext[i] = g_bytes_new(ext.data, ext.size);
+        m->ek_ext[i] = g_bytes_new(ext.data, ext.size);
         gnutls_free(ext.data);
     }
     ok = true;
@@ -248,100 +376,90 @@ out:
     return ok;
 }
 
-static void ca_complete(UserCreatable *uc, Error **errp)
+/*
+ * Load and check the issuing material of @dir for the identity extension
+ * @oid: the key matches the certificate, which is a CA, has not expired
+ * and carries the identity; the chain starts with it; the EK profile.
+ */
+static CaMaterial *ca_load_material(const char *dir, const char *oid,
+                                    Error **errp)
 {
-    CocoAttestCa *ca = COCO_ATTEST_CA(uc);
+    CaMaterial *m = g_new0(CaMaterial, 1);
     gnutls_datum_t crt = { 0 }, key = { 0 }, ext = { 0 };
     gnutls_x509_privkey_t xkey = NULL;
     unsigned char crt_id[64], key_id[64];
     size_t crt_id_len = sizeof(crt_id), key_id_len = sizeof(key_id);
     unsigned int critical, is_ca;
+    bool ok = false;
     int ret, pathlen;
 
-    if (!ca->dir) {
-        error_setg(errp, "coco-attest-ca: the 'dir' property is required");
-        return;
-    }
-    if (!ca->limit.rate || !ca->limit.burst) {
-        error_setg(errp, "coco-attest-ca: rate and burst must be positive");
-        return;
-    }
-    if (!ca_load_claims(ca, errp) ||
-        !ca_read(ca, CA_ISSUER_CRT_FILE, &crt, errp)) {
+    m->refs = 1;
+    if (!ca_read(dir, CA_ISSUER_CRT_FILE, &crt, errp) ||
+        !ca_read(dir, CA_ISSUER_KEY_FILE, &key, errp)) {
         goto out;
     }
-    if (!ca_read(ca, CA_ISSUER_KEY_FILE, &key, errp)) {
-        goto out;
-    }
-    if (gnutls_x509_crt_init(&ca->issuer) < 0 ||
-        gnutls_x509_crt_import(ca->issuer, &crt, GNUTLS_X509_FMT_PEM) < 0) {
+    if (gnutls_x509_crt_init(&m->issuer) < 0 ||
+        gnutls_x509_crt_import(m->issuer, &crt, GNUTLS_X509_FMT_PEM) < 0) {
         error_setg(errp, "coco-attest-ca: %s/%s: not a certificate",
-                   ca->dir, CA_ISSUER_CRT_FILE);
+                   dir, CA_ISSUER_CRT_FILE);
         goto out;
     }
     if (gnutls_x509_privkey_init(&xkey) < 0 ||
         gnutls_x509_privkey_import2(xkey, &key, GNUTLS_X509_FMT_PEM, NULL,
                                     GNUTLS_PKCS_PLAIN) < 0) {
         error_setg(errp, "coco-attest-ca: %s/%s: not a private key",
-                   ca->dir, CA_ISSUER_KEY_FILE);
+                   dir, CA_ISSUER_KEY_FILE);
         goto out;
     }
-    if (gnutls_x509_crt_get_key_id(ca->issuer, 0, crt_id, &crt_id_len) < 0 ||
+    if (gnutls_x509_crt_get_key_id(m->issuer, 0, crt_id, &crt_id_len) < 0 ||
         gnutls_x509_privkey_get_key_id(xkey, 0, key_id, &key_id_len) < 0 ||
         crt_id_len != key_id_len || memcmp(crt_id, key_id, key_id_len)) {
         error_setg(errp, "coco-attest-ca: %s does not match %s in %s",
-                   CA_ISSUER_KEY_FILE, CA_ISSUER_CRT_FILE, ca->dir);
+                   CA_ISSUER_KEY_FILE, CA_ISSUER_CRT_FILE, dir);
         goto out;
     }
-    ret = gnutls_x509_crt_get_basic_constraints(ca->issuer, &critical,
+    ret = gnutls_x509_crt_get_basic_constraints(m->issuer, &critical,
                                                 &is_ca, &pathlen);
     if (ret <= 0) {
         error_setg(errp, "coco-attest-ca: %s/%s is not a CA certificate",
-                   ca->dir, CA_ISSUER_CRT_FILE);
+                   dir, CA_ISSUER_CRT_FILE);
         goto out;
     }
-    ca->issuer_expiry = gnutls_x509_crt_get_expiration_time(ca->issuer);
-    if (ca->issuer_expiry <= time(NULL)) {
+    m->issuer_expiry = gnutls_x509_crt_get_expiration_time(m->issuer);
+    if (m->issuer_expiry <= time(NULL)) {
         error_setg(errp, "coco-attest-ca: %s/%s has expired: re-provision "
-                   "the instance", ca->dir, CA_ISSUER_CRT_FILE);
+                   "the instance", dir, CA_ISSUER_CRT_FILE);
         goto out;
     }
-    ca->issuer_ski_len = sizeof(ca->issuer_ski);
-    if (gnutls_x509_crt_get_subject_key_id(ca->issuer, ca->issuer_ski,
-                                           &ca->issuer_ski_len,
+    m->issuer_ski_len = sizeof(m->issuer_ski);
+    if (gnutls_x509_crt_get_subject_key_id(m->issuer, m->issuer_ski,
+                                           &m->issuer_ski_len,
                                            &critical) < 0) {
         error_setg(errp, "coco-attest-ca: %s/%s has no subject key "
-                   "identifier", ca->dir, CA_ISSUER_CRT_FILE);
+                   "identifier", dir, CA_ISSUER_CRT_FILE);
         goto out;
     }
-    if (gnutls_x509_crt_get_extension_by_oid2(ca->issuer, ca->claims.oid, 0,
-                                              &ext, &critical) < 0) {
+    if (gnutls_x509_crt_get_extension_by_oid2(m->issuer, oid, 0, &ext,
+                                              &critical) < 0) {
         error_setg(errp, "coco-attest-ca: %s/%s carries no identity "
-                   "extension %s", ca->dir, CA_ISSUER_CRT_FILE,
-                   ca->claims.oid);
+                   "extension %s", dir, CA_ISSUER_CRT_FILE, oid);
         goto out;
     }
-    ca->identity_ext = g_bytes_new(ext.data, ext.size);
+    m->identity_ext = g_bytes_new(ext.data, ext.size);
     gnutls_free(ext.data);
-    if (gnutls_x509_crt_get_extension_by_oid2(ca->issuer, CA_OID_GCE, 0,
+    if (gnutls_x509_crt_get_extension_by_oid2(m->issuer, CA_OID_GCE, 0,
                                               &ext, &critical) >= 0) {
-        ca->gce_ext = g_bytes_new(ext.data, ext.size);
+        m->gce_ext = g_bytes_new(ext.data, ext.size);
         gnutls_free(ext.data);
     }
-    if (gnutls_privkey_init(&ca->key) < 0 ||
-        gnutls_privkey_import_x509(ca->key, xkey,
+    if (gnutls_privkey_init(&m->key) < 0 ||
+        gnutls_privkey_import_x509(m->key, xkey,
                                    GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE) < 0) {
         error_setg(errp, "coco-attest-ca: cannot use the issuing key");
         goto out;
     }
-    xkey = NULL;                /* owned by ca->key now */
-    if (!ca_load_chain(ca, errp) || !ca_load_ek_template(ca, errp)) {
-        goto out;
-    }
-    coco_attest_rate_start(&ca->limit);
-    ca->ready = true;
-    trace_coco_attest_ca_loaded(ca->dir, ca->claims.instance_name,
-                                ca->chain->len);
+    xkey = NULL;                /* owned by m->key now */
+    ok = ca_load_chain(dir, m, errp) && ca_load_ek_template(dir, m, errp);
 out:
     if (xkey) {
         gnutls_x509_privkey_deinit(xkey);
@@ -351,21 +469,219 @@ out:
     }
     g_free(key.data);
     g_free(crt.data);
+    if (!ok) {
+        ca_material_unref(m);
+        return NULL;
+    }
+    return m;
+}
+
+/*
+ * A directory is bound to the VM it was provisioned for: identity.conf's
+ * vm-uuid, or else an instance-id that is a UUID, must be the machine's
+ * -uuid when it has one.  An instance-id that is no UUID (a GCE-style
+ * number) binds nothing.
+ */
+static bool ca_check_uuid(CocoAttestCa *ca, Error **errp)
+{
+    const char *want = ca->claims.vm_uuid ?: ca->claims.instance_id;
+    g_autofree char *mine = NULL, *theirs = NULL;
+    QemuUUID uuid;
+
+    if (!qemu_uuid_set || qemu_uuid_parse(want, &uuid) < 0 ||
+        qemu_uuid_is_equal(&uuid, &qemu_uuid)) {
+        return true;
+    }
+    mine = qemu_uuid_unparse_strdup(&qemu_uuid);
+    theirs = qemu_uuid_unparse_strdup(&uuid);
+    error_setg(errp, "coco-attest-ca: %s was provisioned for the VM with "
+               "UUID %s, but this machine's -uuid is %s: a copied "
+               "<qemu:commandline>? Each domain needs its own instance "
+               "directory", ca->dir, theirs, mine);
+    return false;
+}
+
+static void ca_complete(UserCreatable *uc, Error **errp)
+{
+    ERRP_GUARD();
+    CocoAttestCa *ca = COCO_ATTEST_CA(uc);
+    g_autofree char *conf = NULL;
+
+    if (!ca->dir) {
+        error_setg(errp, "coco-attest-ca: the 'dir' property is required");
+        return;
+    }
+    if (!ca->limit.rate || !ca->limit.burst) {
+        error_setg(errp, "coco-attest-ca: rate and burst must be positive");
+        return;
+    }
+    ca_stamp(ca->dir, &ca->mat_stamp);
+    if (!ca_load_claims(ca->dir, &ca->claims, errp)) {
+        conf = g_build_filename(ca->dir, CA_IDENTITY_FILE, NULL);
+        if (!g_file_test(conf, G_FILE_TEST_EXISTS)) {
+            error_append_hint(errp, "Nothing has provisioned this instance "
+                              "directory.\nUnder libvirt, the coco-attest "
+                              "hook creates it when the domain starts: is "
+                              "it installed in /etc/libvirt/hooks/qemu.d/, "
+                              "was the daemon restarted or sent SIGHUP "
+                              "since, and does the domain's <metadata> "
+                              "carry <coca:instance>?\nWithout libvirt, "
+                              "run: coco-attest-provision provision "
+                              "--instance-dir %s ...\n", ca->dir);
+        }
+        return;
+    }
+    if (!ca_check_uuid(ca, errp)) {
+        return;
+    }
+    ca->mat = ca_load_material(ca->dir, ca->claims.oid, errp);
+    if (!ca->mat) {
+        return;
+    }
+    stat64_set(&ca->not_after, ca->mat->issuer_expiry);
+    coco_attest_rate_start(&ca->limit);
+    ca->ready = true;
+    trace_coco_attest_ca_loaded(ca->dir, ca->claims.instance_name,
+                                ca->mat->chain->len);
+}
+
+/* ------------------------------------------------------------------ */
+/* Renewal while the VM runs                                           */
+/* ------------------------------------------------------------------ */
+
+/* NULL if @b makes the same claims as @a, else what differs */
+static char *ca_claims_diff(const CocoAttestClaims *a,
+                            const CocoAttestClaims *b)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } strs[] = {
+        { "project-id", offsetof(CocoAttestClaims, project_id) },
+        { "zone", offsetof(CocoAttestClaims, zone) },
+        { "instance-name", offsetof(CocoAttestClaims, instance_name) },
+        { "instance-id", offsetof(CocoAttestClaims, instance_id) },
+        { "vm-uuid", offsetof(CocoAttestClaims, vm_uuid) },
+        { "oid", offsetof(CocoAttestClaims, oid) },
+    };
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(strs); i++) {
+        const char *x = *(char **)((char *)a + strs[i].off);
+        const char *y = *(char **)((char *)b + strs[i].off);
+
+        if (g_strcmp0(x, y)) {
+            return g_strdup_printf("%s '%s' became '%s'", strs[i].name,
+                                   x ?: "", y ?: "");
+        }
+    }
+    if (a->project_number != b->project_number) {
+        return g_strdup_printf("project-number %" PRIu64 " became %" PRIu64,
+                               a->project_number, b->project_number);
+    }
+    if (a->ek_rekey != b->ek_rekey) {
+        return g_strdup("the EK re-keying policy changed");
+    }
+    return NULL;
+}
+
+/*
+ * Load what is on disk now, if it is a renewal of what the VM started
+ * with: the same claims, an issuing certificate for the same identity.
+ * Anything else keeps the loaded material, and is not tried again until
+ * the files change.  Called with mat_lock held, from a worker thread.
+ */
+static void ca_reload(CocoAttestCa *ca, const CaStamp *stamp)
+{
+    CocoAttestClaims claims = { 0 };
+    g_autofree char *diff = NULL;
+    CaMaterial *m = NULL;
+    Error *err = NULL;
+    CaStamp after;
+
+    if (!ca_load_claims(ca->dir, &claims, &err)) {
+        goto refused;
+    }
+    diff = ca_claims_diff(&ca->claims, &claims);
+    if (diff) {
+        error_setg(&err, "coco-attest-ca: %s/%s: %s, but a running VM keeps "
+                   "the identity it started with", ca->dir, CA_IDENTITY_FILE,
+                   diff);
+        goto refused;
+    }
+    m = ca_load_material(ca->dir, ca->claims.oid, &err);
+    if (!m) {
+        goto refused;
+    }
+    if (!g_bytes_equal(m->identity_ext, ca->mat->identity_ext) ||
+        !m->gce_ext != !ca->mat->gce_ext ||
+        (m->gce_ext && !g_bytes_equal(m->gce_ext, ca->mat->gce_ext))) {
+        error_setg(&err, "coco-attest-ca: %s/%s certifies another identity "
+                   "than the one loaded", ca->dir, CA_ISSUER_CRT_FILE);
+        goto refused;
+    }
+    ca_material_unref(ca->mat);
+    ca->mat = m;
+    ca->mat_stamp = *stamp;
+    ca->refused = false;
+    stat64_set(&ca->not_after, m->issuer_expiry);
+    trace_coco_attest_ca_reloaded(ca->dir, (int64_t)m->issuer_expiry);
+    ca_claims_clear(&claims);
+    return;
+
+refused:
+    ca_material_unref(m);
+    ca_claims_clear(&claims);
+    trace_coco_attest_ca_reload_refused(ca->dir, error_get_pretty(err));
+    ca_stamp(ca->dir, &after);
+    if (ca_stamp_equal(&after, stamp)) {
+        /* not a set caught half-replaced: say so once */
+        g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc(
+            ca->mat->issuer_expiry);
+        g_autofree char *until = t ? g_date_time_format_iso8601(t) : NULL;
+
+        warn_report("%s; keeping the loaded issuing certificate (valid "
+                    "until %s)", error_get_pretty(err), until ?: "?");
+        ca->refused_stamp = *stamp;
+        ca->refused = true;
+    }
+    error_free(err);
+}
+
+/*
+ * The material to sign with, after picking up a renewal on disk: stat()
+ * of a few files when nothing changed.  Worker threads only (file I/O);
+ * the caller drops the reference with ca_material_unref().
+ */
+static CaMaterial *ca_material_get(CocoAttestCa *ca)
+{
+    CaMaterial *m;
+    CaStamp now;
+
+    qemu_mutex_lock(&ca->mat_lock);
+    ca_stamp(ca->dir, &now);
+    if (!ca_stamp_equal(&now, &ca->mat_stamp) &&
+        (!ca->refused || !ca_stamp_equal(&now, &ca->refused_stamp))) {
+        ca_reload(ca, &now);
+    }
+    m = ca_material_ref(ca->mat);
+    qemu_mutex_unlock(&ca->mat_lock);
+    return m;
 }
 
 /* ------------------------------------------------------------------ */
 /* Issuing                                                             */
 /* ------------------------------------------------------------------ */
 
-static GPtrArray *ca_chain_with(CocoAttestCa *ca, const gnutls_datum_t *der)
+static GPtrArray *ca_chain_with(CaMaterial *m, const gnutls_datum_t *der)
 {
     GPtrArray *certs = g_ptr_array_new_with_free_func(
         (GDestroyNotify)g_bytes_unref);
     guint i;
 
     g_ptr_array_add(certs, g_bytes_new(der->data, der->size));
-    for (i = 0; i < ca->chain->len; i++) {
-        g_ptr_array_add(certs, g_bytes_ref(g_ptr_array_index(ca->chain, i)));
+    for (i = 0; i < m->chain->len; i++) {
+        g_ptr_array_add(certs, g_bytes_ref(g_ptr_array_index(m->chain, i)));
     }
     return certs;
 }
@@ -373,9 +689,10 @@ static GPtrArray *ca_chain_with(CocoAttestCa *ca, const gnutls_datum_t *der)
 /*
  * An EK certificate with the chain it was issued under: the per-instance
  * issuing certificate is renewed at every start, but an EK certificate
- * is kept, so its chain is kept beside it (ek-<nv>.chain.pem).
+ * is kept, so its chain is kept beside it (ek-<nv>.chain.pem).  Without
+ * one, the chain of @m.
  */
-static GPtrArray *ca_ek_chain(CocoAttestCa *ca, uint32_t nv,
+static GPtrArray *ca_ek_chain(CocoAttestCa *ca, CaMaterial *m, uint32_t nv,
                               const gnutls_datum_t *der)
 {
     g_autofree char *path = g_strdup_printf("%s/%s/ek-%08x.chain.pem",
@@ -389,7 +706,7 @@ static GPtrArray *ca_ek_chain(CocoAttestCa *ca, uint32_t nv,
 
     if (!g_file_get_contents(path, &pem, &len, NULL) ||
         len > CA_MAX_CERT_FILE) {
-        return ca_chain_with(ca, der);
+        return ca_chain_with(m, der);
     }
     d = (gnutls_datum_t) { .data = (unsigned char *)pem, .size = len };
     if (gnutls_x509_crt_list_import2(&list, &n, &d, GNUTLS_X509_FMT_PEM,
@@ -398,7 +715,7 @@ static GPtrArray *ca_ek_chain(CocoAttestCa *ca, uint32_t nv,
             gnutls_x509_crt_deinit(list[i]);
         }
         gnutls_free(list);
-        return ca_chain_with(ca, der);
+        return ca_chain_with(m, der);
     }
     certs = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
     g_ptr_array_add(certs, g_bytes_new(der->data, der->size));
@@ -478,18 +795,18 @@ static bool ca_key_acceptable(gnutls_pubkey_t pub, char **why)
 }
 
 /* The GCE instance-info extension, when the instance's profile has it */
-static int ca_set_gce(CocoAttestCa *ca, gnutls_x509_crt_t crt)
+static int ca_set_gce(CaMaterial *m, gnutls_x509_crt_t crt)
 {
-    if (!ca->gce_ext) {
+    if (!m->gce_ext) {
         return 0;
     }
     return gnutls_x509_crt_set_extension_by_oid(
-        crt, CA_OID_GCE, g_bytes_get_data(ca->gce_ext, NULL),
-        g_bytes_get_size(ca->gce_ext), 0);
+        crt, CA_OID_GCE, g_bytes_get_data(m->gce_ext, NULL),
+        g_bytes_get_size(m->gce_ext), 0);
 }
 
 /* Everything but the signature; returns a GnuTLS error code. */
-static int ca_fill(CocoAttestCa *ca, gnutls_x509_crt_t crt,
+static int ca_fill(CocoAttestCa *ca, CaMaterial *m, gnutls_x509_crt_t crt,
                    gnutls_pubkey_t pub, unsigned int key_usage,
                    const char *purpose, time_t now, time_t expiry)
 {
@@ -548,12 +865,12 @@ static int ca_fill(CocoAttestCa *ca, gnutls_x509_crt_t crt,
     }
     /* the identity, byte for byte as the host CA certified it */
     ret = gnutls_x509_crt_set_extension_by_oid(
-        crt, c->oid, g_bytes_get_data(ca->identity_ext, NULL),
-        g_bytes_get_size(ca->identity_ext), 0);
+        crt, c->oid, g_bytes_get_data(m->identity_ext, NULL),
+        g_bytes_get_size(m->identity_ext), 0);
     if (ret < 0) {
         return ret;
     }
-    ret = ca_set_gce(ca, crt);
+    ret = ca_set_gce(m, crt);
     if (ret < 0) {
         return ret;
     }
@@ -565,8 +882,8 @@ static int ca_fill(CocoAttestCa *ca, gnutls_x509_crt_t crt,
     if (ret < 0) {
         return ret;
     }
-    return gnutls_x509_crt_set_authority_key_id(crt, ca->issuer_ski,
-                                                ca->issuer_ski_len);
+    return gnutls_x509_crt_set_authority_key_id(crt, m->issuer_ski,
+                                                m->issuer_ski_len);
 }
 
 /*
@@ -578,30 +895,33 @@ static CocoAttestCaResult ca_issue(CocoAttestCa *ca, gnutls_pubkey_t pub,
                                    const char *purpose, GPtrArray **certs,
                                    char **why)
 {
+    CaMaterial *m = ca_material_get(ca);
     gnutls_x509_crt_t crt = NULL;
     gnutls_datum_t der = { 0 };
     time_t now = time(NULL);
-    time_t expiry = MIN(now + CA_MAX_LIFETIME_S, ca->issuer_expiry);
+    time_t expiry = MIN(now + CA_MAX_LIFETIME_S, m->issuer_expiry);
     CocoAttestCaResult res = COCO_ATTEST_CA_FAILED;
     int ret;
 
-    if (now >= ca->issuer_expiry) {
-        *why = g_strdup("the issuing certificate has expired");
-        return COCO_ATTEST_CA_EXPIRED;
+    if (now >= m->issuer_expiry) {
+        *why = g_strdup("the issuing certificate has expired (renew the "
+                        "instance directory)");
+        res = COCO_ATTEST_CA_EXPIRED;
+        goto out;
     }
     ret = gnutls_x509_crt_init(&crt);
     if (ret < 0) {
         *why = g_strdup(gnutls_strerror(ret));
-        return res;
+        goto out;
     }
-    ret = ca_fill(ca, crt, pub, key_usage, purpose, now, expiry);
+    ret = ca_fill(ca, m, crt, pub, key_usage, purpose, now, expiry);
     if (ret < 0) {
         *why = g_strdup_printf("building the certificate: %s",
                                gnutls_strerror(ret));
         goto out;
     }
     qemu_mutex_lock(&ca->lock);
-    ret = gnutls_x509_crt_privkey_sign(crt, ca->issuer, ca->key,
+    ret = gnutls_x509_crt_privkey_sign(crt, m->issuer, m->key,
                                        GNUTLS_DIG_SHA256, 0);
     qemu_mutex_unlock(&ca->lock);
     if (ret >= 0) {
@@ -611,13 +931,14 @@ static CocoAttestCaResult ca_issue(CocoAttestCa *ca, gnutls_pubkey_t pub,
         *why = g_strdup_printf("signing: %s", gnutls_strerror(ret));
         goto out;
     }
-    *certs = ca_chain_with(ca, &der);
+    *certs = ca_chain_with(m, &der);
     res = COCO_ATTEST_CA_OK;
 out:
     gnutls_free(der.data);
     if (crt) {
         gnutls_x509_crt_deinit(crt);
     }
+    ca_material_unref(m);
     return res;
 }
 
@@ -846,6 +1167,7 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
     g_autofree char *chain_path = g_strdup_printf("%s/%s/ek-%08x.chain.pem",
                                                   ca->dir, CA_EK_DIR, nv);
     g_autofree gchar *old = NULL, *old_crt = NULL;
+    CaMaterial *m = NULL;
     gnutls_pubkey_t pub = NULL;
     gnutls_x509_crt_t crt = NULL;
     gnutls_datum_t spki = { 0 }, der = { 0 }, d;
@@ -881,6 +1203,7 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
         goto out;
     }
 
+    m = ca_material_get(ca);
     qemu_mutex_lock(&ca->lock);
     if (g_file_get_contents(pub_path, &old, &old_len, NULL)) {
         if (old_len == spki.size && !memcmp(old, spki.data, old_len) &&
@@ -889,7 +1212,7 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
             /* the same EK again: the same certificate, stable */
             d = (gnutls_datum_t) { .data = (unsigned char *)old_crt,
                                    .size = old_crt_len };
-            *certs = ca_ek_chain(ca, nv, &d);
+            *certs = ca_ek_chain(ca, m, nv, &d);
             res = COCO_ATTEST_CA_OK;
             goto unlock;
         }
@@ -921,8 +1244,8 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
     }
     for (i = 0; ret >= 0 && i < G_N_ELEMENTS(ca_ek_ext_oids); i++) {
         ret = gnutls_x509_crt_set_extension_by_oid(
-            crt, ca_ek_ext_oids[i], g_bytes_get_data(ca->ek_ext[i], NULL),
-            g_bytes_get_size(ca->ek_ext[i]), ca->ek_ext_critical[i]);
+            crt, ca_ek_ext_oids[i], g_bytes_get_data(m->ek_ext[i], NULL),
+            g_bytes_get_size(m->ek_ext[i]), m->ek_ext_critical[i]);
     }
     if (ret >= 0) {
         ret = gnutls_x509_crt_set_basic_constraints(crt, 0, -1);
@@ -934,18 +1257,18 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
     }
     if (ret >= 0) {
         ret = gnutls_x509_crt_set_extension_by_oid(
-            crt, ca->claims.oid, g_bytes_get_data(ca->identity_ext, NULL),
-            g_bytes_get_size(ca->identity_ext), 0);
+            crt, ca->claims.oid, g_bytes_get_data(m->identity_ext, NULL),
+            g_bytes_get_size(m->identity_ext), 0);
     }
     if (ret >= 0) {
-        ret = ca_set_gce(ca, crt);
+        ret = ca_set_gce(m, crt);
     }
     if (ret >= 0) {
-        ret = gnutls_x509_crt_set_authority_key_id(crt, ca->issuer_ski,
-                                                   ca->issuer_ski_len);
+        ret = gnutls_x509_crt_set_authority_key_id(crt, m->issuer_ski,
+                                                   m->issuer_ski_len);
     }
     if (ret >= 0) {
-        ret = gnutls_x509_crt_privkey_sign(crt, ca->issuer, ca->key,
+        ret = gnutls_x509_crt_privkey_sign(crt, m->issuer, m->key,
                                            GNUTLS_DIG_SHA256, 0);
     }
     if (ret >= 0) {
@@ -957,17 +1280,18 @@ CocoAttestCaResult coco_attest_ca_certify_ek(CocoAttestCa *ca, uint32_t nv,
         goto unlock;
     }
     /* chain, certificate, then the key that marks the set complete */
-    if (!ca_write_file(chain_path, g_bytes_get_data(ca->chain_pem, NULL),
-                       g_bytes_get_size(ca->chain_pem), why) ||
+    if (!ca_write_file(chain_path, g_bytes_get_data(m->chain_pem, NULL),
+                       g_bytes_get_size(m->chain_pem), why) ||
         !ca_write_file(crt_path, der.data, der.size, why) ||
         !ca_write_file(pub_path, spki.data, spki.size, why)) {
         goto unlock;
     }
-    *certs = ca_chain_with(ca, &der);
+    *certs = ca_chain_with(m, &der);
     res = COCO_ATTEST_CA_OK;
 unlock:
     qemu_mutex_unlock(&ca->lock);
 out:
+    ca_material_unref(m);
     gnutls_free(der.data);
     gnutls_free(spki.data);
     if (crt) {
@@ -1068,6 +1392,7 @@ CocoAttestCaResult coco_attest_ca_ek_cert(CocoAttestCa *ca, uint32_t nv,
     g_autofree char *path = g_build_filename(ca->dir, name, NULL);
     g_autofree gchar *data = NULL;
     gnutls_datum_t der;
+    CaMaterial *m;
     gsize len;
 
     if (!g_file_get_contents(path, &data, &len, NULL)) {
@@ -1078,7 +1403,9 @@ CocoAttestCaResult coco_attest_ca_ek_cert(CocoAttestCa *ca, uint32_t nv,
     }
     der.data = (unsigned char *)data;
     der.size = len;
-    *certs = ca_ek_chain(ca, nv, &der);
+    m = ca_material_get(ca);
+    *certs = ca_ek_chain(ca, m, nv, &der);
+    ca_material_unref(m);
     return COCO_ATTEST_CA_OK;
 }
 
@@ -1109,44 +1436,19 @@ static void ca_instance_init(Object *obj)
 
     ca->limit.rate = 60;
     ca->limit.burst = 10;
+    stat64_init(&ca->not_after, 0);
+    qemu_mutex_init(&ca->mat_lock);
     qemu_mutex_init(&ca->lock);
 }
 
 static void ca_instance_finalize(Object *obj)
 {
     CocoAttestCa *ca = COCO_ATTEST_CA(obj);
-    CocoAttestClaims *c = &ca->claims;
-    size_t i;
 
-    if (ca->key) {
-        gnutls_privkey_deinit(ca->key);
-    }
-    if (ca->issuer) {
-        gnutls_x509_crt_deinit(ca->issuer);
-    }
-    if (ca->chain) {
-        g_ptr_array_unref(ca->chain);
-    }
-    if (ca->identity_ext) {
-        g_bytes_unref(ca->identity_ext);
-    }
-    if (ca->chain_pem) {
-        g_bytes_unref(ca->chain_pem);
-    }
-    if (ca->gce_ext) {
-        g_bytes_unref(ca->gce_ext);
-    }
-    for (i = 0; i < G_N_ELEMENTS(ca->ek_ext); i++) {
-        if (ca->ek_ext[i]) {
-            g_bytes_unref(ca->ek_ext[i]);
-        }
-    }
-    g_free(c->project_id);
-    g_free(c->zone);
-    g_free(c->instance_name);
-    g_free(c->instance_id);
-    g_free(c->oid);
+    ca_material_unref(ca->mat);
+    ca_claims_clear(&ca->claims);
     g_free(ca->dir);
+    qemu_mutex_destroy(&ca->mat_lock);
     qemu_mutex_destroy(&ca->lock);
 }
 

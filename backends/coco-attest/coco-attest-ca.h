@@ -7,7 +7,10 @@
  * It loads an instance directory written by coco-attest-provision: the
  * identity claims, a per-instance issuing key and its certificate from
  * the host CA.  The host CA key never reaches QEMU.  Everything that
- * signs is thread-safe and meant to run in the thread pool.
+ * signs is thread-safe and meant to run in the thread pool, where it
+ * also picks up a renewed issuing certificate (coco-attest-provision
+ * renew) without a restart; the claims never change while the object
+ * exists.
  */
 
 #ifndef SYSTEM_COCO_ATTEST_CA_H
@@ -24,6 +27,7 @@ typedef struct CocoAttestClaims {
     char *zone;
     char *instance_name;
     char *instance_id;
+    char *vm_uuid;              /* the VM it was provisioned for, or NULL */
     char *oid;
     bool ek_rekey;
 } CocoAttestClaims;
@@ -42,6 +46,13 @@ typedef enum CocoAttestCaResult {
 
 /* The claims the backend certifies (valid for the object's lifetime). */
 const CocoAttestClaims *coco_attest_ca_claims(CocoAttestCa *ca);
+
+/*
+ * When the issuing certificate the backend signs with expires (seconds
+ * since the Epoch); a renewal moves it once a certification request has
+ * picked the new certificate up.  Any thread.
+ */
+int64_t coco_attest_ca_not_after(CocoAttestCa *ca);
 
 /*
  * Consume one signature from the rate limit; false when the instance has

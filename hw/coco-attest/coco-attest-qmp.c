@@ -49,6 +49,10 @@ static int coca_query_one(Object *obj, void *opaque)
     info->kbs_requests = s->stat_kbs_requests;
     info->kbs_errors = s->stat_kbs_errors;
     info->kbs_rate_limited = s->stat_kbs_rate_limited;
+    if (s->ca) {
+        info->has_ca_not_after = true;
+        info->ca_not_after = coco_attest_ca_not_after(s->ca);
+    }
     QAPI_LIST_APPEND(*tail, info);
     return 0;
 }

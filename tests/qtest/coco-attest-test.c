@@ -2715,6 +2715,453 @@ static void test_ca_startup_errors(void)
         g_assert_nonnull(strstr(err, "has expired: re-provision"));
     }
 }
+
+/* ------------------------------------------------------------------ */
+/* Instance directories bound to their VM, a missing one explained,    */
+/* and renewal while the VM runs (under libfaketime)                   */
+/* ------------------------------------------------------------------ */
+
+/* Start QEMU with @args and the CA at @dir; its exit status, stderr */
+static int ca_try_start(const char *args, const char *dir, char **err)
+{
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    g_autofree char *run = g_strdup_printf(
+        "timeout 20 %s -M q35 -accel qtest -nodefaults -display none -S %s "
+        "-object coco-attest-ca,id=ca0,dir=%s -device coco-attest,ca=ca0 "
+        "-qmp stdio", qemu, args, dir);
+    g_autofree char *out = NULL;
+    g_autofree char *cmdline = g_strdup_printf(
+        "sh -c 'echo \"{\\\"execute\\\": \\\"qmp_capabilities\\\"}"
+        "{\\\"execute\\\": \\\"quit\\\"}\" | %s'", run);
+    int status;
+
+    g_assert_true(g_spawn_command_line_sync(cmdline, &out, err, &status,
+                                            NULL));
+    g_assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* A copy of $COCA_CA_DIR in a new temporary directory */
+static char *ca_copy(const char *dir, const char *tmp, const char *name)
+{
+    char *d = g_build_filename(tmp, name, NULL);
+    g_autofree char *cp = g_strdup_printf("cp -a %s %s", dir, d);
+    int status;
+
+    g_assert_true(g_spawn_command_line_sync(cp, NULL, NULL, &status, NULL));
+    g_assert_true(g_spawn_check_exit_status(status, NULL));
+    return d;
+}
+
+static void ca_rm_rf(const char *path)
+{
+    g_autofree char *rm = g_strdup_printf("rm -rf %s", path);
+
+    g_assert_true(g_spawn_command_line_sync(rm, NULL, NULL, NULL, NULL));
+}
+
+/* Set (or with @value NULL, remove) a key of identity.conf */
+static void ca_set_conf(const char *dir, const char *group, const char *key,
+                        const char *value)
+{
+    g_autofree char *path = g_build_filename(dir, "identity.conf", NULL);
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+
+    g_assert_true(g_key_file_load_from_file(kf, path, G_KEY_FILE_KEEP_COMMENTS,
+                                            NULL));
+    if (value) {
+        g_key_file_set_string(kf, group, key, value);
+    } else {
+        g_key_file_remove_key(kf, group, key, NULL);
+    }
+    g_assert_true(g_key_file_save_to_file(kf, path, NULL));
+}
+
+/*
+ * A missing instance directory, or one without identity.conf, keeps the
+ * system's reason and says what creates it; other errors do not.
+ */
+static void test_ca_missing_dir(void)
+{
+    const char *dir = ca_dir();
+    g_autofree char *tmp = NULL, *none = NULL, *noid = NULL;
+    g_autofree char *badchain = NULL;
+    static const char *const hint[] = {
+        "No such file or directory",
+        "/etc/libvirt/hooks/qemu.d/",
+        "SIGHUP",
+        "<coca:instance>",
+        "coco-attest-provision provision --instance-dir ",
+    };
+    size_t i;
+
+    if (!dir) {
+        return;
+    }
+    tmp = g_dir_make_tmp("coca-ca-XXXXXX", NULL);
+    none = g_build_filename(tmp, "never-provisioned", NULL);
+    noid = ca_copy(dir, tmp, "no-identity");
+    badchain = ca_copy(dir, tmp, "bad-chain");
+    {
+        g_autofree char *f = g_build_filename(noid, "identity.conf", NULL);
+
+        unlink(f);
+    }
+    {
+        g_autofree char *f = g_build_filename(badchain, "chain.pem", NULL);
+
+        g_assert_true(g_file_set_contents(f, "", 0, NULL));
+    }
+    for (i = 0; i < 2; i++) {
+        const char *d = i ? noid : none;
+        g_autofree char *err = NULL;
+        g_autofree char *where = g_strdup_printf("%s/identity.conf: ", d);
+        g_autofree char *run = g_strdup_printf("--instance-dir %s ...", d);
+        size_t j;
+
+        g_assert_cmpint(ca_try_start("", d, &err), ==, 1);
+        if (!strstr(err, where)) {
+            g_test_message("%s", err);
+        }
+        g_assert_nonnull(strstr(err, where));
+        for (j = 0; j < G_N_ELEMENTS(hint); j++) {
+            g_assert_nonnull(strstr(err, hint[j]));
+        }
+        g_assert_nonnull(strstr(err, run));
+    }
+    {
+        g_autofree char *err = NULL;
+
+        g_assert_cmpint(ca_try_start("", badchain, &err), ==, 1);
+        g_assert_nonnull(strstr(err, "chain.pem"));
+        g_assert_null(strstr(err, "coco-attest-provision provision"));
+    }
+    ca_rm_rf(tmp);
+}
+
+/*
+ * The directory names the VM it was provisioned for (vm-uuid, or else an
+ * instance-id that is a UUID): another -uuid is refused, naming both.
+ */
+static void test_ca_uuid(void)
+{
+    const char *dir = ca_dir();
+    const char *gce = g_getenv("COCA_CA_GCE_DIR");
+    const char *other = "0b9c7e36-1f0e-4c55-a1c3-5e1d2f6a7b80";
+    g_autofree char *tmp = NULL, *bound = NULL, *id = NULL;
+    g_autofree char *theirs = NULL, *ours = NULL;
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    g_autofree char *conf = NULL;
+
+    if (!dir) {
+        return;
+    }
+    conf = g_build_filename(dir, "identity.conf", NULL);
+    g_assert_true(g_key_file_load_from_file(kf, conf, 0, NULL));
+    id = g_key_file_get_string(kf, "identity", "instance-id", NULL);
+    g_assert_cmpuint(strlen(id), ==, 36);
+    tmp = g_dir_make_tmp("coca-ca-XXXXXX", NULL);
+    bound = ca_copy(dir, tmp, "bound");
+    ca_set_conf(bound, "identity", "vm-uuid", other);
+    theirs = g_strdup_printf("-uuid %s", other);
+    ours = g_strdup_printf("-uuid %s", id);
+
+    {
+        /* the instance-id binds when there is no vm-uuid */
+        g_autofree char *err = NULL;
+        g_autofree char *want = g_strdup_printf(
+            "coco-attest-ca: %s was provisioned for the VM with UUID %s, but "
+            "this machine's -uuid is %s: a copied <qemu:commandline>? Each "
+            "domain needs its own instance directory", dir, id, other);
+
+        g_assert_cmpint(ca_try_start(theirs, dir, &err), ==, 1);
+        if (!strstr(err, want)) {
+            g_test_message("%s", err);
+        }
+        g_assert_nonnull(strstr(err, want));
+    }
+    {
+        g_autofree char *err = NULL;
+        g_autofree char *id_up = g_ascii_strup(id, -1);
+        g_autofree char *upper = g_strdup_printf("-uuid %s", id_up);
+
+        /* the same UUID, in either case, and no -uuid at all: accepted */
+        g_assert_cmpint(ca_try_start(ours, dir, &err), ==, 0);
+        g_free(err);
+        g_assert_cmpint(ca_try_start(upper, dir, &err), ==, 0);
+        g_free(err);
+        g_assert_cmpint(ca_try_start("", dir, &err), ==, 0);
+    }
+    {
+        /* vm-uuid wins over the instance-id */
+        g_autofree char *err = NULL;
+        g_autofree char *want = g_strdup_printf(
+            "was provisioned for the VM with UUID %s, but this machine's "
+            "-uuid is %s", other, id);
+
+        g_assert_cmpint(ca_try_start(theirs, bound, &err), ==, 0);
+        g_free(err);
+        g_assert_cmpint(ca_try_start(ours, bound, &err), ==, 1);
+        g_assert_nonnull(strstr(err, want));
+        g_free(err);
+        g_assert_cmpint(ca_try_start("", bound, &err), ==, 0);
+        g_free(err);
+        ca_set_conf(bound, "identity", "vm-uuid", "not-a-uuid");
+        g_assert_cmpint(ca_try_start("", bound, &err), ==, 1);
+        g_assert_nonnull(strstr(err, "malformed claims"));
+    }
+    if (gce) {
+        /* a numeric instance-id binds nothing */
+        g_autofree char *err = NULL;
+
+        g_assert_cmpint(ca_try_start(theirs, gce, &err), ==, 0);
+    }
+    ca_rm_rf(tmp);
+}
+
+/* libfaketime's preload library, or NULL */
+static const char *ca_libfaketime(void)
+{
+    static const char *const paths[] = {
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib64/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+        "/usr/local/lib/faketime/libfaketime.so.1",
+    };
+    const char *env = g_getenv("COCA_LIBFAKETIME");
+    size_t i;
+
+    if (env) {
+        return env;
+    }
+    for (i = 0; i < G_N_ELEMENTS(paths); i++) {
+        if (g_file_test(paths[i], G_FILE_TEST_EXISTS)) {
+            return paths[i];
+        }
+    }
+    return NULL;
+}
+
+/* Run a command line under the fake time of @faked; it must succeed */
+static void ca_run_faked(const char *faked, const char *fmt, ...)
+    G_GNUC_PRINTF(2, 3);
+
+static void ca_run_faked(const char *faked, const char *fmt, ...)
+{
+    g_autofree char *args = NULL, *run = NULL, *out = NULL, *err = NULL;
+    va_list ap;
+    int status;
+
+    va_start(ap, fmt);
+    args = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    run = g_strdup_printf("%s %s", faked, args);
+    g_assert_true(g_spawn_command_line_sync(run, &out, &err, &status,
+                                            NULL));
+    if (!g_spawn_check_exit_status(status, NULL)) {
+        g_test_message("%s: %s%s", run, out, err);
+    }
+    g_assert_true(g_spawn_check_exit_status(status, NULL));
+}
+
+/* The issuing certificate of a certificate list, and its expiry */
+static time_t ca_issuer_expiry(GPtrArray *certs, GBytes **issuer)
+{
+    gnutls_x509_crt_t crt = crt_of(g_ptr_array_index(certs, 1));
+    time_t t = gnutls_x509_crt_get_expiration_time(crt);
+
+    gnutls_x509_crt_deinit(crt);
+    if (issuer) {
+        *issuer = g_bytes_ref(g_ptr_array_index(certs, 1));
+    }
+    return t;
+}
+
+/* The DER of a PEM file's first certificate */
+static GBytes *ca_pem_file(const char *path)
+{
+    g_autofree char *pem = NULL;
+    gnutls_datum_t d, der;
+    gnutls_x509_crt_t crt;
+    gsize len;
+    GBytes *out;
+
+    g_assert_true(g_file_get_contents(path, &pem, &len, NULL));
+    d = (gnutls_datum_t) { .data = (unsigned char *)pem, .size = len };
+    g_assert_cmpint(gnutls_x509_crt_init(&crt), ==, 0);
+    g_assert_cmpint(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_PEM), ==,
+                    0);
+    g_assert_cmpint(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &der),
+                    ==, 0);
+    out = g_bytes_new(der.data, der.size);
+    gnutls_free(der.data);
+    gnutls_x509_crt_deinit(crt);
+    return out;
+}
+
+static int64_t ca_query_not_after(Coca *c)
+{
+    QDict *info = query_one(c);
+    int64_t t = qdict_get_int(info, "ca-not-after");
+
+    qobject_unref(info);
+    return t;
+}
+
+static uint32_t ca_certify_new(Coca *c, GPtrArray **certs)
+{
+    gnutls_x509_privkey_t key = new_key(
+        GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1));
+    g_autoptr(GBytes) csr = greedy_csr(key);
+    uint32_t st = certify_ak(c, csr, certs);
+
+    gnutls_x509_privkey_deinit(key);
+    return st;
+}
+
+static unsigned int ca_count(const char *path, const char *text)
+{
+    g_autofree char *all = NULL;
+    unsigned int n = 0;
+    const char *p;
+
+    g_assert_true(g_file_get_contents(path, &all, NULL, NULL));
+    for (p = all; (p = strstr(p, text)); p++) {
+        n++;
+    }
+    return n;
+}
+
+/*
+ * A VM that outlives its issuing certificate: QEMU and the host tools run
+ * under libfaketime with one clock (a file with the offset), monotonic
+ * time left real so that QEMU's timers work.  Certification works, then
+ * the clock jumps past the certificate's 24 hours: EXPIRED.  "renew" at
+ * that time: the same QEMU certifies again, with the new certificate.
+ * Re-provisioning the directory for other claims under the running VM
+ * is refused: the backend keeps what it has, and says so once.
+ */
+static void test_ca_renew(void)
+{
+    const char *lib = ca_libfaketime();
+    const char *prov = g_getenv("COCA_PROVISION");
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    g_autofree char *tmp = NULL, *clock = NULL, *faked = NULL;
+    g_autofree char *inst = NULL, *cadir = NULL, *log = NULL;
+    g_autofree char *fake_qemu = NULL, *args = NULL, *crt_path = NULL;
+    g_autoptr(GPtrArray) certs = NULL;
+    g_autoptr(GBytes) old_issuer = NULL, new_issuer = NULL, disk = NULL;
+    const char *claims = "--project-id demo-project --project-number 1 "
+                         "--zone europe-west4-a --instance-id 42";
+    time_t t0, t1, t2;
+    Coca *c;
+
+    if (!prov) {
+        g_test_skip("COCA_PROVISION (coco-attest-provision) unset");
+        return;
+    }
+    if (!lib) {
+        g_test_skip("libfaketime is not installed");
+        return;
+    }
+    if (g_getenv("ASAN_OPTIONS")) {
+        g_test_skip("libfaketime cannot be preloaded into a sanitizer build");
+        return;
+    }
+    tmp = g_dir_make_tmp("coca-renew-XXXXXX", NULL);
+    clock = g_build_filename(tmp, "faketime", NULL);
+    inst = g_build_filename(tmp, "instance", NULL);
+    cadir = g_build_filename(tmp, "ca", NULL);
+    log = g_build_filename(tmp, "qemu.log", NULL);
+    crt_path = g_build_filename(inst, "issuer.crt", NULL);
+    g_assert_true(g_file_set_contents(clock, "+0\n", -1, NULL));
+    faked = g_strdup_printf("env LD_PRELOAD=%s FAKETIME_TIMESTAMP_FILE=%s "
+                            "FAKETIME_NO_CACHE=1 "
+                            "FAKETIME_DONT_FAKE_MONOTONIC=1", lib, clock);
+    ca_run_faked(faked, "%s init-ca --ca-dir %s", prov, cadir);
+    ca_run_faked(faked, "%s provision --ca-dir %s --instance-dir %s %s "
+                 "--instance-name vm1 --validity-hours 24", prov, cadir, inst,
+                 claims);
+
+    fake_qemu = g_strdup_printf("%s %s", faked, qemu);
+    g_setenv("COCA_FAKETIME_QEMU", fake_qemu, true);
+    args = g_strdup_printf("-M q35 -m 128M -nodefaults "
+                           "-object coco-attest-ca,id=ca0,dir=%s "
+                           "-device coco-attest,id=coca0,ca=ca0 2>%s",
+                           inst, log);
+    c = g_new0(Coca, 1);
+    c->qts = qtest_init_with_env("COCA_FAKETIME_QEMU", args, true);
+    g_unsetenv("COCA_FAKETIME_QEMU");
+    c->base = COCA_DEFAULT_IOBASE;
+    pc_alloc_init(&c->alloc, c->qts, ALLOC_NO_FLAGS);
+    c->page = guest_alloc(&c->alloc, COCA_PAGE_SIZE);
+    g_assert_cmpuint(register_page(c, c->page), ==, COCA_RES_OK);
+    negotiate(c, 1, 1, COCA_FEAT_ALL, COCA_STATUS_OK);
+
+    /* day 1: certification works */
+    g_assert_cmpuint(ca_certify_new(c, &certs), ==, COCA_STATUS_OK);
+    t0 = ca_issuer_expiry(certs, &old_issuer);
+    g_assert_cmpint(ca_query_not_after(c), ==, t0);
+    g_clear_pointer(&certs, g_ptr_array_unref);
+
+    /* a day and an hour later: the issuing certificate has expired */
+    g_assert_true(g_file_set_contents(clock, "+25h\n", -1, NULL));
+    g_assert_cmpuint(ca_certify_new(c, NULL), ==, COCA_STATUS_EXPIRED);
+
+    /* the operator renews the running VM's directory */
+    ca_run_faked(faked, "%s renew --instance-dir %s --ca-dir %s", prov, inst,
+                 cadir);
+    g_assert_cmpuint(ca_certify_new(c, &certs), ==, COCA_STATUS_OK);
+    t1 = ca_issuer_expiry(certs, &new_issuer);
+    disk = ca_pem_file(crt_path);
+    g_assert_true(g_bytes_equal(new_issuer, disk));
+    g_assert_false(g_bytes_equal(new_issuer, old_issuer));
+    g_assert_cmpint(t1, >=, t0 + 25 * 3600 - 600);
+    g_assert_cmpint(ca_query_not_after(c), ==, t1);
+    g_clear_pointer(&certs, g_ptr_array_unref);
+
+    /* the directory re-provisioned for another identity: refused */
+    ca_run_faked(faked, "%s provision --ca-dir %s --instance-dir %s %s "
+                 "--instance-name vm-other", prov, cadir, inst, claims);
+    g_assert_cmpuint(ca_certify_new(c, &certs), ==, COCA_STATUS_OK);
+    g_clear_pointer(&old_issuer, g_bytes_unref);
+    ca_issuer_expiry(certs, &old_issuer);
+    g_assert_true(g_bytes_equal(old_issuer, new_issuer));
+    {
+        gnutls_x509_crt_t leaf = crt_of(g_ptr_array_index(certs, 0));
+        char dn[512];
+        size_t dn_len = sizeof(dn);
+
+        g_assert_cmpint(gnutls_x509_crt_get_dn(leaf, dn, &dn_len), ==, 0);
+        g_assert_nonnull(strstr(dn, "CN=vm1"));
+        gnutls_x509_crt_deinit(leaf);
+    }
+    g_clear_pointer(&certs, g_ptr_array_unref);
+    g_assert_cmpuint(ca_certify_new(c, NULL), ==, COCA_STATUS_OK);
+    g_assert_cmpint(ca_query_not_after(c), ==, t1);
+
+    /* a renewal of the original claims is taken again */
+    ca_run_faked(faked, "%s provision --ca-dir %s --instance-dir %s %s "
+                 "--instance-name vm1 --validity-hours 48", prov, cadir, inst,
+                 claims);
+    g_assert_cmpuint(ca_certify_new(c, &certs), ==, COCA_STATUS_OK);
+    t2 = ca_issuer_expiry(certs, NULL);
+    g_assert_cmpint(t2, >, t1);
+    coca_stop(c);
+
+    g_assert_cmpuint(ca_count(log, "instance-name 'vm1' became 'vm-other', "
+                              "but a running VM keeps the identity it "
+                              "started with; keeping the loaded issuing "
+                              "certificate"), ==, 1);
+    if (g_test_verbose()) {
+        g_autofree char *all = NULL;
+
+        g_assert_true(g_file_get_contents(log, &all, NULL, NULL));
+        g_test_message("QEMU's log: %s", all);
+    }
+    ca_rm_rf(tmp);
+}
 #endif /* CONFIG_GNUTLS */
 
 #ifdef CONFIG_CURL
@@ -5086,6 +5533,9 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/ca/gce", test_ca_gce);
     qtest_add_func("/coco-attest/ca/feature", test_ca_feature);
     qtest_add_func("/coco-attest/ca/startup-errors", test_ca_startup_errors);
+    qtest_add_func("/coco-attest/ca/missing-dir", test_ca_missing_dir);
+    qtest_add_func("/coco-attest/ca/uuid", test_ca_uuid);
+    qtest_add_func("/coco-attest/ca/renew", test_ca_renew);
 #endif
     qtest_add_func("/coco-attest/migration/idle", test_migration_idle);
     qtest_add_func("/coco-attest/migration/port-stream",
