@@ -246,6 +246,8 @@ int main(int argc, char **argv)
         gid = gr->gr_gid;
     }
     d.claims.validity_hours = hc.validity_hours;
+    /* QEMU refuses the directory in a machine with another -uuid */
+    d.claims.vm_uuid = g_ascii_strdown(d.uuid, -1);
     if (!coca_claims_validate(&d.claims, &err)) {
         rc = refuse("%s: %s", argv[1], err->message);
         goto out;

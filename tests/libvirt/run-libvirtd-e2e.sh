@@ -132,6 +132,12 @@ refused "bad metadata (unknown profile value): refused" "yes or no" \
 sed "s|<coca:zone>test-zone-1</coca:zone>||" "$W/bad3.xml" |
     sed "s|<coca:profile gce='maybe'/>||" > "$W/bad4.xml"
 refused "bad metadata (missing zone): refused" "zone must be" "$W/bad4.xml"
+# dumpxml | edit | define of the first domain: its own UUID and
+# metadata, the first domain's instance directory
+domain coco-e2e-bad "$BADU" 1 | sed "s|$STATE/$BADU|$STATE/$UUID|" \
+    > "$W/copied.xml"
+refused "a command line copied from another domain: refused" \
+    "copied from another domain" "$W/copied.xml"
 domain coco-e2e-bad "$BADU" 1 > "$W/ok-meta.xml"
 mv "$W/ca/ca.key" "$W/ca/ca.key.away"
 refused "an unreadable CA key: refused, named" "ca.key" "$W/ok-meta.xml"

@@ -75,6 +75,8 @@ grep -q '^instance-name=vm1$' "$D/identity.conf" &&
     grep -q "^instance-id=$UUID$" "$D/identity.conf" &&
     grep -q '^project-number=123456789$' "$D/identity.conf"
 ok $? "instance name and id default to the domain's name and UUID"
+grep -q "^vm-uuid=$UUID$" "$D/identity.conf"
+ok $? "the directory records the domain UUID, which QEMU checks against -uuid"
 "$P" verify --instance-dir "$D" > /dev/null &&
     openssl verify -CAfile ca/ca.crt "$D/issuer.crt" > /dev/null
 ok $? "the provisioned directory verifies against the host CA"
