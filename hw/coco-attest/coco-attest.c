@@ -1808,11 +1808,20 @@ static bool coca_kbs_unpack(CocoAttestState *s)
     return true;
 }
 
-/* Nothing from an earlier save or load may pass for this stream's */
+static void coca_reset_enter(Object *obj, ResetType type);
+
+/*
+ * A stream replaces the whole device state, and nothing from before may
+ * pass for the stream's.  An incoming migration or loadvm starts from a
+ * reset device; xen-load-devices-state loads into a used one (on Xen
+ * machines: elsewhere QEMU refuses its streams), so work from before (a
+ * request in flight or parked, KBS sessions) goes here, as at a reset.
+ */
 static int coca_pre_load(void *opaque)
 {
     CocoAttestState *s = opaque;
 
+    coca_reset_enter(OBJECT(s), RESET_TYPE_COLD);
     s->mig_kbs_len = 0;
     return 0;
 }
@@ -1909,9 +1918,14 @@ static int coca_post_load(void *opaque, int version_id)
                        s->negotiated);
         return -EINVAL;
     }
+    /*
+     * Not "is it RAM": that is checked at every access, and here it would
+     * depend on whether the chipset's state (PAM, SMRAM) has loaded yet,
+     * and fail a migration because the guest remapped its own page.
+     */
     if (s->page_valid && (!QEMU_IS_ALIGNED(s->page, COCA_PAGE_SIZE) ||
-                          !coca_is_ram(s->page, COCA_PAGE_SIZE))) {
-        COCA_MIG_ERROR("request page 0x%" PRIx64 " is not guest RAM",
+                          s->page > UINT64_MAX - COCA_PAGE_SIZE)) {
+        COCA_MIG_ERROR("request page 0x%" PRIx64 " is not a page address",
                        s->page);
         return -EINVAL;
     }

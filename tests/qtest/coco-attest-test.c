@@ -4246,8 +4246,8 @@ static void test_migration_corrupt(void)
         { 79, { 0x7f, 0xff, 0xff, 0xf0 }, 4, "port stream of 2147483632" },
         /* mig_inflight = 9 */
         { 34, { 9 }, 1, "out of range" },
-        /* the registered page moved to the HPET's MMIO */
-        { 19 + 4, { 0xfe, 0xd0, 0x00, 0x00 }, 4, "is not guest RAM" },
+        /* the registered page moved off a page boundary */
+        { 19 + 4, { 0x00, 0x00, 0x08, 0x00 }, 4, "is not a page address" },
     };
     g_autofree char *path = g_strdup_printf("%s/coca-mig-%d.bin",
                                             g_get_tmp_dir(), getpid());
@@ -4260,6 +4260,46 @@ static void test_migration_corrupt(void)
     load_corrupted(st, path, cases, ARRAY_SIZE(cases));
     g_byte_array_unref(st);
     unlink(path);
+}
+
+/* q35's PAM register for 0xc0000-0xc3fff: RAM, or the option ROM */
+static void q35_pam_c0000(Coca *c, bool ram)
+{
+    qtest_outl(c->qts, 0xcf8, 0x80000000 | 0x90);
+    qtest_outb(c->qts, 0xcfc + 1, ram ? 0x33 : 0x00);
+}
+
+/*
+ * A guest that remaps its registered page away from RAM (the chipset's
+ * PAM, here) can still be migrated: the destination loads the state
+ * whatever the order of the chipset's and the device's sections, and
+ * the page is checked when it is used, as on the source.
+ */
+static void test_migration_page_remapped(void)
+{
+    g_autofree char *log = log_path("pam");
+    Coca *src = coca_ready(NULL);
+    Coca *dst;
+
+    q35_pam_c0000(src, true);
+    src->page = 0xc0000;
+    g_assert_cmpuint(register_page(src, src->page), ==, COCA_RES_OK);
+    echo_ok(src);
+    q35_pam_c0000(src, false);          /* now the option ROM */
+    g_assert_cmpuint(cmd(src, COCA_CMD_RING), ==, COCA_RES_BAD_PAGE);
+    dst = coca_incoming(NULL, NULL, log);
+    g_assert_true(coca_migrate(src, dst));
+    dst->page = src->page;
+    dst->seq = src->seq;
+    g_assert_cmphex(rd(dst, COCA_REG_STATUS) & COCA_STS_PAGE_VALID, ==,
+                    COCA_STS_PAGE_VALID);
+    g_assert_cmpuint(cmd(dst, COCA_CMD_RING), ==, COCA_RES_BAD_PAGE);
+    /* mapped back: the registration still holds */
+    q35_pam_c0000(dst, true);
+    echo_ok(dst);
+    coca_stop(src);
+    coca_stop(dst);
+    unlink(log);
 }
 
 #ifdef CONFIG_CURL
@@ -5544,6 +5584,8 @@ int main(int argc, char **argv)
     qtest_add_func("/coco-attest/migration/fewer-features",
                    test_migration_fewer_features);
     qtest_add_func("/coco-attest/migration/corrupt", test_migration_corrupt);
+    qtest_add_func("/coco-attest/migration/page-remapped",
+                   test_migration_page_remapped);
     qtest_add_func("/coco-attest/migration/corrupt-port",
                    test_migration_corrupt_port);
     qtest_add_func("/coco-attest/migration/port-odd",
