@@ -28,7 +28,7 @@ env_cleanup() {
         for p in $pids; do
             kill "$p" 2> /dev/null
         done
-        for _ in $(seq 50); do
+        for _ in $(seq 300); do
             alive=0
             for p in $pids; do
                 kill -0 "$p" 2> /dev/null && alive=1

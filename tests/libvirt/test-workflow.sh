@@ -54,8 +54,13 @@ block workflow-remove > "$T/remove.sh"
 ok $? "docs/libvirt.md has the workflow and the removal blocks" ||
     { tap_end; exit 1; }
 
-# a daemon, as a host has one (no systemd here: started by hand)
+# a daemon, as a host has one (no systemd here: started by hand); one
+# that an earlier test stopped may still hold its pid file for a while
 if ! $V version > /dev/null 2>&1; then
+    for _ in $(seq 300); do
+        pgrep -x 'libvirtd|virtlogd' > /dev/null || break
+        sleep 0.1
+    done
     virtlogd -d && libvirtd -d && started=1
     for _ in $(seq 100); do
         $V version > /dev/null 2>&1 && break
