@@ -24,7 +24,10 @@
  */
 
 #define _GNU_SOURCE
+#include <errno.h>
 #include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,21 +75,50 @@ static int check_config(const char *path)
     return 0;
 }
 
-static gboolean same_dir(const char *a, const char *b)
+/*
+ * The hook writes and deletes as root under the state directory: it must
+ * be the hook's own (a real directory, owned by the hook's user and
+ * writable by it alone), and an instance directory already there must be
+ * a real directory of that user, never a symlink planted by someone
+ * else.
+ */
+static int check_state(const char *name, const CocaHookConf *hc,
+                       const char *dir)
 {
-    g_autofree char *ca = g_canonicalize_filename(a, "/");
-    g_autofree char *cb = g_canonicalize_filename(b, "/");
+    struct stat st;
 
-    return !strcmp(ca, cb);
+    if (lstat(hc->state_dir, &st) == 0 &&
+        (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+         (st.st_mode & (S_IWGRP | S_IWOTH)))) {
+        return refuse("%s: the state directory %s must be a directory "
+                      "(not a symlink) owned by uid %u and writable by it "
+                      "alone", name, hc->state_dir, (unsigned)geteuid());
+    }
+    if (lstat(dir, &st) == 0 &&
+        (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())) {
+        return refuse("%s: %s is not a directory the hook made (a symlink, "
+                      "or owned by another user): refusing to touch it",
+                      name, dir);
+    }
+    return 0;
 }
 
+/*
+ * Whether path is, or may resolve to, something inside dir: lexically,
+ * or through symlinks and /proc/self/root as QEMU would resolve it.
+ */
 static gboolean under_dir(const char *path, const char *dir)
 {
     g_autofree char *cp = g_canonicalize_filename(path, "/");
     g_autofree char *cd = g_canonicalize_filename(dir, "/");
+    g_autofree char *real = realpath(path, NULL);
     size_t n = strlen(cd);
 
-    return !strncmp(cp, cd, n) && (cp[n] == '/' || !cp[n]);
+    if (strstr(path, "/proc/")) {
+        return TRUE;
+    }
+    return (!strncmp(cp, cd, n) && (cp[n] == '/' || !cp[n])) ||
+           (real && !strncmp(real, cd, n) && (real[n] == '/' || !real[n]));
 }
 
 /*
@@ -114,6 +146,11 @@ static int check_cmdline(const char *name, const CocaDomain *d,
         }
         return 0;
     }
+    if (d->cmdline_hazard) {
+        return refuse("%s: <qemu:commandline> has %s, which could undo the "
+                      "hook's checks of the coco-attest arguments", name,
+                      d->cmdline_hazard);
+    }
     if (!d->ca_dirs->len) {
         return refuse("%s: the domain has coca:instance metadata but no "
                       "-object coco-attest-ca in <qemu:commandline>, so it "
@@ -124,13 +161,14 @@ static int check_cmdline(const char *name, const CocaDomain *d,
     for (guint i = 0; i < d->ca_dirs->len; i++) {
         const char *o = g_ptr_array_index(d->ca_dirs, i);
 
-        if (!same_dir(o, dir)) {
+        /* byte for byte: "dir/ek/link/../.." is not this directory */
+        if (strcmp(o, dir)) {
             return refuse("%s: -object coco-attest-ca names dir=%s, but "
                           "this domain's instance directory is %s (a "
                           "<qemu:commandline> copied from another "
                           "domain?): 'coco-attest-provision print-xml "
                           "--uuid %s' prints the right one",
-                          name, *o ? o : "(none)", dir, d->uuid);
+                          name, o, dir, d->uuid);
         }
     }
     if (!d->n_devices) {
@@ -166,25 +204,29 @@ int main(int argc, char **argv)
     }
     op = argv[2];
     sub = argv[3];
-    in = g_string_new(NULL);
-    while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
-        if (in->len + n > MAX_XML) {
-            g_string_free(in, TRUE);
-            return refuse("domain XML larger than %d bytes", MAX_XML);
-        }
-        g_string_append_len(in, buf, n);
-    }
-    /* XML filters: hand the document back untouched */
+    /* XML filters: hand the document back untouched, whatever its size */
     if ((!strcmp(op, "restore") || !strcmp(op, "migrate")) &&
         !strcmp(sub, "begin")) {
-        fwrite(in->str, 1, in->len, stdout);
-        g_string_free(in, TRUE);
+        while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
+            if (fwrite(buf, 1, n, stdout) != n) {
+                return 1;
+            }
+        }
         return 0;
     }
     if (strcmp(op, "prepare") && strcmp(op, "release") &&
         strcmp(op, "reconnect")) {
-        g_string_free(in, TRUE);
         return 0;
+    }
+    in = g_string_new(NULL);
+    while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
+        if (in->len + n > MAX_XML) {
+            g_string_free(in, TRUE);
+            /* never fail a running or stopping domain over it */
+            return strcmp(op, "prepare") ? 0 :
+                   refuse("domain XML larger than %d bytes", MAX_XML);
+        }
+        g_string_append_len(in, buf, n);
     }
     if (!coca_domain_parse(in->str, in->len, &d, &why)) {
         g_string_free(in, TRUE);
@@ -218,6 +260,10 @@ int main(int argc, char **argv)
 
     if (!strcmp(op, "release") && !strcmp(sub, "end")) {
         /* the VM is gone: the issuing key goes, the EK state stays */
+        rc = check_state(argv[1], &hc, dir);
+        if (rc) {
+            goto out;
+        }
         if (!coca_purge(dir, TRUE, &err)) {
             rc = refuse("%s", err->message);
         }
@@ -262,8 +308,16 @@ int main(int argc, char **argv)
     }
     ca.cert_path = hc.ca_cert;
     ca.key_uri = hc.ca_key;
-    if (g_mkdir_with_parents(hc.state_dir, 0755) < 0 ||
-        !coca_provision(&ca, dir, &d.claims, gid, NULL, 0, &err)) {
+    if (g_mkdir_with_parents(hc.state_dir, 0755) < 0) {
+        rc = refuse("%s: cannot create %s: %s", argv[1], hc.state_dir,
+                    g_strerror(errno));
+        goto out;
+    }
+    rc = check_state(argv[1], &hc, dir);
+    if (rc) {
+        goto out;
+    }
+    if (!coca_provision(&ca, dir, &d.claims, gid, NULL, 0, &err)) {
         rc = refuse("%s: %s", argv[1],
                     err ? err->message : "cannot create the state directory");
         goto out;

@@ -363,9 +363,7 @@ static int cmd_print_xml(int argc, char **argv)
     if (!parse(entries, "print-xml", &argc, &argv, &err)) {
         return fail(err);
     }
-    if (!uuid == !domain ||
-        (uuid && (strlen(uuid) != 36 ||
-                  strspn(uuid, "0123456789abcdefABCDEF-") != 36))) {
+    if (!uuid == !domain || (uuid && !coca_uuid_ok(uuid))) {
         fprintf(stderr, "coco-attest-provision: print-xml needs --domain "
                 "FILE, or --uuid with the domain's UUID\n");
         return 2;
@@ -398,7 +396,11 @@ static int cmd_print_xml(int argc, char **argv)
         fputs(out, stdout);
         return 0;
     }
-    dir = g_build_filename(root, uuid, NULL);
+    {
+        g_autofree char *lower = g_ascii_strdown(uuid, -1);
+
+        dir = g_build_filename(root, lower, NULL);
+    }
     if (strchr(dir, '\'') || strchr(dir, '<') || strchr(dir, '&') ||
         strchr(dir, ',')) {
         fprintf(stderr, "coco-attest-provision: unusable state directory "

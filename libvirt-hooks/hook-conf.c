@@ -39,6 +39,72 @@ static gboolean fail(GError **errp, const char *path, const char *fmt, ...)
     return FALSE;
 }
 
+/*
+ * What GKeyFile accepts silently but an operator would not mean: a key
+ * given twice (the last wins), a localised key ("state-dir[fr]="), an
+ * escape sequence ("\\n", "\\s") in a value, an empty value.
+ */
+static gboolean check_lines(const char *text, const char *path,
+                            GError **errp)
+{
+    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+    g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash,
+                                                       g_str_equal, g_free,
+                                                       NULL);
+    g_autofree char *group = g_strdup("");
+
+    for (int i = 0; lines[i]; i++) {
+        g_autofree char *key = NULL;
+        char *l = g_strstrip(lines[i]);
+        const char *eq;
+
+        if (!*l || *l == '#') {
+            continue;
+        }
+        if (*l == '[') {
+            g_free(group);
+            group = g_strdup(l);
+            continue;
+        }
+        eq = strchr(l, '=');
+        if (!eq) {
+            continue;           /* GKeyFile has refused it already */
+        }
+        key = g_strstrip(g_strndup(l, eq - l));
+        if (strchr(key, '[')) {
+            return fail(errp, path, "line %d: localised key '%s' is not "
+                        "supported", i + 1, key);
+        }
+        if (strchr(eq, '\\')) {
+            return fail(errp, path, "line %d: %s: escape sequences are not "
+                        "supported", i + 1, key);
+        }
+        if (!eq[1 + strspn(eq + 1, " \t")]) {
+            return fail(errp, path, "line %d: %s= has no value", i + 1,
+                        key);
+        }
+        if (!g_hash_table_add(seen, g_strconcat(group, key, NULL))) {
+            return fail(errp, path, "line %d: %s %s= given twice", i + 1,
+                        group, key);
+        }
+    }
+    return TRUE;
+}
+
+/* an absolute path, not the root, printable */
+static gboolean path_ok(const char *p)
+{
+    if (!g_path_is_absolute(p) || !strcmp(p, "/")) {
+        return FALSE;
+    }
+    for (; *p; p++) {
+        if (g_ascii_iscntrl(*p)) {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 /* every group and key is one this file knows */
 static gboolean check_names(GKeyFile *kf, const char *path, GError **errp)
 {
@@ -83,18 +149,25 @@ gboolean coca_hook_conf_load(const char *path, CocaHookConf *hc,
                              GError **errp)
 {
     g_autoptr(GKeyFile) kf = g_key_file_new();
-    g_autofree char *ca_dir = NULL, *hours = NULL;
+    g_autofree char *ca_dir = NULL, *hours = NULL, *text = NULL;
     GError *err = NULL;
+    gsize len;
     char *end;
 
     memset(hc, 0, sizeof(*hc));
     hc->path = g_strdup(path ? path : coca_hook_conf_path());
-    if (!g_key_file_load_from_file(kf, hc->path, G_KEY_FILE_NONE, &err)) {
+    if (!g_file_get_contents(hc->path, &text, &len, &err) ||
+        !g_key_file_load_from_data(kf, text, len, G_KEY_FILE_NONE, &err)) {
         fail(errp, hc->path, "%s", err->message);
         g_error_free(err);
         return FALSE;
     }
-    if (!check_names(kf, hc->path, errp)) {
+    if (len > COCA_HOOK_CONF_MAX) {
+        return fail(errp, hc->path, "larger than %d bytes",
+                    COCA_HOOK_CONF_MAX);
+    }
+    if (!check_lines(text, hc->path, errp) ||
+        !check_names(kf, hc->path, errp)) {
         return FALSE;
     }
     ca_dir = g_key_file_get_string(kf, "ca", "dir", NULL);
@@ -109,14 +182,21 @@ gboolean coca_hook_conf_load(const char *path, CocaHookConf *hc,
     if (!hc->ca_cert || !hc->ca_key) {
         return fail(errp, hc->path, "[ca] needs dir=, or cert= and key=");
     }
+    /* key= may also be an OpenSSL store URI (pkcs11:...) */
+    if ((ca_dir && !path_ok(ca_dir)) || !path_ok(hc->ca_cert) ||
+        (!path_ok(hc->ca_key) && !strchr(hc->ca_key, ':'))) {
+        return fail(errp, hc->path, "[ca] dir=, cert= and key= must be "
+                    "absolute paths (key= may be a URI such as pkcs11:)");
+    }
     hc->state_dir = g_key_file_get_string(kf, "hook", "state-dir", NULL);
     if (!hc->state_dir) {
         hc->state_dir = g_strdup(COCA_HOOK_STATE_DIR);
     }
-    if (!g_path_is_absolute(hc->state_dir) ||
+    if (!path_ok(hc->state_dir) ||
         strchr(hc->state_dir, ',') || strchr(hc->state_dir, '\'')) {
         return fail(errp, hc->path, "[hook] state-dir='%s' must be an "
-                    "absolute path without ',' or \"'\"", hc->state_dir);
+                    "absolute path other than / without ',' or \"'\"",
+                    hc->state_dir);
     }
     hc->group = g_key_file_get_string(kf, "hook", "group", NULL);
     if (!hc->group) {

@@ -17,6 +17,7 @@
 #define COCA_HOOK_GROUP         "libvirt-qemu"
 #define COCA_HOOK_VALIDITY      24
 #define COCA_HOOK_VALIDITY_MAX  8760    /* a year */
+#define COCA_HOOK_CONF_MAX      (64 * 1024)
 
 typedef struct CocaHookConf {
     char *path;                 /* the file read */
@@ -33,10 +34,11 @@ const char *coca_hook_conf_path(void);
 /*
  * Read and check a configuration (path NULL: coca_hook_conf_path()).
  * Refuses, naming the file, group and key: unknown groups and keys (a
- * typo would otherwise silently select a default), a '#' after a value
- * (GKeyFile has no trailing comments: it would become part of the
- * value), a relative state-dir, a validity outside 1..8760 hours, and a
- * [ca] without dir= or cert= and key=.  *hc is filled in part on
+ * typo would otherwise silently select a default), a key given twice, a
+ * localised key, escapes, an empty value, a '#' after a value (GKeyFile
+ * has no trailing comments: it would become part of the value), relative
+ * paths, a state-dir of /, a validity outside 1..8760 hours, and a [ca]
+ * without dir= or cert= and key=.  *hc is filled in part on
  * failure: coca_hook_conf_clear() it in every case.
  */
 gboolean coca_hook_conf_load(const char *path, CocaHookConf *hc,

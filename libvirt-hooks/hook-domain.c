@@ -78,46 +78,92 @@ static GPtrArray *keyval_split(const char *s)
     return a;
 }
 
-/* the type an -object or -device argument names: its first bare word */
-static const char *keyval_type(GPtrArray *kv, const char *type_key)
+/*
+ * Whether an -object or -device argument may be of type @type: QEMU takes
+ * the type from the implied first key or from @type_key=, and with a key
+ * given twice the last one wins, so any of them counts.
+ */
+static gboolean keyval_names(GPtrArray *kv, const char *type_key,
+                             const char *type)
 {
     size_t kl = strlen(type_key);
 
     for (guint i = 0; i < kv->len; i++) {
         const char *t = g_ptr_array_index(kv, i);
 
-        if (i == 0 && !strchr(t, '=')) {
-            return t;
-        }
-        if (!strncmp(t, type_key, kl) && t[kl] == '=') {
-            return t + kl + 1;
+        if ((i == 0 && !strchr(t, '=') && !g_ascii_strcasecmp(t, type)) ||
+            (!strncmp(t, type_key, kl) && t[kl] == '=' &&
+             !g_ascii_strcasecmp(t + kl + 1, type))) {
+            return TRUE;
         }
     }
-    return "";
+    return FALSE;
+}
+
+/* JSON that QEMU might read as one of ours: escapes hide names */
+static gboolean json_suspect(const char *arg)
+{
+    g_autofree char *lower = g_ascii_strdown(arg, -1);
+
+    return strchr(arg, '\\') || strstr(lower, "coco-attest");
+}
+
+/*
+ * The only form the hook accepts, the one print-xml writes:
+ * "coco-attest-ca,id=ID,dir=DIR" with optional rate= and burst=, each key
+ * once, no ",," (QEMU would take the last of two dir=, which the hook
+ * must not guess).
+ */
+static char *ca_strict_dir(GPtrArray *kv, const char *arg)
+{
+    static const char *const keys[] = { "id", "dir", "rate", "burst" };
+    gboolean seen[G_N_ELEMENTS(keys)] = { FALSE };
+    const char *dir = NULL;
+
+    if (strstr(arg, ",,") || strcmp(g_ptr_array_index(kv, 0),
+                                    "coco-attest-ca")) {
+        return NULL;
+    }
+    for (guint i = 1; i < kv->len; i++) {
+        const char *t = g_ptr_array_index(kv, i);
+        const char *eq = strchr(t, '=');
+        size_t k;
+
+        for (k = 0; eq && k < G_N_ELEMENTS(keys); k++) {
+            if (strlen(keys[k]) == (size_t)(eq - t) &&
+                !strncmp(t, keys[k], eq - t)) {
+                break;
+            }
+        }
+        if (!eq || k == G_N_ELEMENTS(keys) || seen[k]) {
+            return NULL;
+        }
+        seen[k] = TRUE;
+        if (k == 1) {
+            dir = eq + 1;
+        }
+    }
+    return dir && *dir ? g_strdup(dir) : NULL;
 }
 
 char *coca_cmdline_ca_dir(const char *arg, gboolean *unreadable)
 {
     g_autoptr(GPtrArray) kv = NULL;
+    char *dir;
 
     if (arg[0] == '{') {
-        if (strstr(arg, "coco-attest-ca")) {
-            *unreadable = TRUE;
-        }
+        *unreadable = json_suspect(arg);
         return NULL;
     }
     kv = keyval_split(arg);
-    if (strcmp(keyval_type(kv, "qom-type"), "coco-attest-ca")) {
+    if (!keyval_names(kv, "qom-type", "coco-attest-ca")) {
         return NULL;
     }
-    for (guint i = 0; i < kv->len; i++) {
-        const char *t = g_ptr_array_index(kv, i);
-
-        if (g_str_has_prefix(t, "dir=")) {
-            return g_strdup(t + 4);
-        }
+    dir = ca_strict_dir(kv, arg);
+    if (!dir) {
+        *unreadable = TRUE;
     }
-    return g_strdup("");
+    return dir;
 }
 
 gboolean coca_cmdline_is_device(const char *arg)
@@ -125,10 +171,33 @@ gboolean coca_cmdline_is_device(const char *arg)
     g_autoptr(GPtrArray) kv = NULL;
 
     if (arg[0] == '{') {
-        return strstr(arg, "\"coco-attest\"") != NULL;
+        return json_suspect(arg);
     }
     kv = keyval_split(arg);
-    return !strcmp(keyval_type(kv, "driver"), "coco-attest");
+    return keyval_names(kv, "driver", "coco-attest");
+}
+
+/*
+ * Options that could undo what the hook checks: another -uuid (QEMU
+ * takes the last), a configuration file or -set/-global reaching the
+ * device or its backend.  NULL when @flag @value is harmless.
+ */
+static const char *cmdline_hazard(const char *flag, const char *value)
+{
+    g_autofree char *lower = g_ascii_strdown(value, -1);
+
+    if (!strcmp(flag, "-uuid") || !strcmp(flag, "--uuid")) {
+        return "-uuid (libvirt sets the domain's)";
+    }
+    if (!strcmp(flag, "-readconfig") || !strcmp(flag, "--readconfig")) {
+        return "-readconfig";
+    }
+    if ((!strcmp(flag, "-set") || !strcmp(flag, "--set") ||
+         !strcmp(flag, "-global") || !strcmp(flag, "--global")) &&
+        strstr(lower, "coco-attest")) {
+        return "-set or -global on coco-attest";
+    }
+    return NULL;
 }
 
 /*
@@ -148,9 +217,13 @@ static gboolean read_cmdline(xmlXPathContextPtr ctx, CocaDomain *d,
         xmlChar *v = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
         char *arg = g_strdup(v ? (const char *)v : "");
         gboolean unreadable = FALSE;
+        const char *hazard = cmdline_hazard(prev, arg);
         char *dir;
 
         xmlFree(v);
+        if (hazard && !d->cmdline_hazard) {
+            d->cmdline_hazard = g_strdup(hazard);
+        }
         if (!strcmp(prev, "-object") || !strcmp(prev, "--object")) {
             dir = coca_cmdline_ca_dir(arg, &unreadable);
             if (dir) {
@@ -163,8 +236,10 @@ static gboolean read_cmdline(xmlXPathContextPtr ctx, CocaDomain *d,
         prev = arg;
         if (unreadable) {
             *why = g_strdup("<qemu:commandline> gives -object coco-attest-ca "
-                            "as JSON: the hook reads only QEMU's key=value "
-                            "form (coco-attest-ca,id=...,dir=...)");
+                            "in a form the hook does not read: only "
+                            "coco-attest-ca,id=ID,dir=DIR[,rate=N][,burst=N]"
+                            " with each key once, as print-xml writes it "
+                            "(no JSON, no ',,', no qom-type=)");
             ok = FALSE;
             break;
         }
@@ -385,7 +460,12 @@ gboolean coca_domain_parse(const char *xml, gsize len, CocaDomain *d,
         const char *colon = strchr(label, ':');
 
         if (colon && colon[1] == '+' && g_ascii_isdigit(colon[2])) {
-            d->dac_gid = (gid_t)g_ascii_strtoull(colon + 2, NULL, 10);
+            guint64 g = g_ascii_strtoull(colon + 2, NULL, 10);
+
+            /* (gid_t)-1 means "none": never let a value wrap to it */
+            if (g < G_MAXUINT32) {
+                d->dac_gid = (gid_t)g;
+            }
         }
     }
     /*
@@ -406,6 +486,7 @@ void coca_domain_clear(CocaDomain *d)
     g_free(d->uuid);
     g_free(d->name);
     g_free(d->schema_why);
+    g_free(d->cmdline_hazard);
     coca_claims_clear(&d->claims);
     if (d->ca_dirs) {
         g_ptr_array_unref(d->ca_dirs);
@@ -414,7 +495,17 @@ void coca_domain_clear(CocaDomain *d)
 
 gboolean coca_uuid_ok(const char *u)
 {
-    return strlen(u) == 36 && strspn(u, "0123456789abcdefABCDEF-") == 36;
+    if (strlen(u) != 36) {
+        return FALSE;
+    }
+    for (int i = 0; i < 36; i++) {
+        gboolean dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+        if (dash ? u[i] != '-' : !g_ascii_isxdigit(u[i])) {
+            return FALSE;
+        }
+    }
+    return TRUE;
 }
 
 /* an element child of parent, in namespace ns, or NULL */
@@ -460,6 +551,7 @@ char *coca_domain_add_device(const char *xml, gsize len,
     xmlDocPtr doc = read_domain_xml(xml, len, XML_PARSE_NOBLANKS, why);
     xmlNodePtr root, uuid_el, cmdline;
     GPtrArray *args;
+    CocaDomain seen;
     xmlNsPtr ns;
     xmlChar *uuid = NULL, *out = NULL;
     g_autofree char *dir = NULL, *lower = NULL, *obj = NULL;
@@ -482,6 +574,17 @@ char *coca_domain_add_device(const char *xml, gsize len,
                         "through print-xml --domain -");
         goto out;
     }
+    /* what the hook would refuse in what stays of the command line */
+    if (!coca_domain_parse(xml, len, &seen, why) || seen.cmdline_hazard) {
+        if (!*why) {
+            *why = g_strdup_printf("<qemu:commandline> has %s, which could "
+                                   "undo the hook's checks: remove it",
+                                   seen.cmdline_hazard);
+        }
+        coca_domain_clear(&seen);
+        goto out;
+    }
+    coca_domain_clear(&seen);
     lower = g_ascii_strdown((const char *)uuid, -1);
     dir = g_build_filename(instance_root, lower, NULL);
     if (strchr(dir, ',')) {

@@ -25,6 +25,7 @@ typedef struct CocaDomain {
     /* from <qemu:commandline> */
     GPtrArray *ca_dirs;         /* dir= of each -object coco-attest-ca */
     guint n_devices;            /* -device coco-attest */
+    char *cmdline_hazard;       /* an option that could undo the checks */
 } CocaDomain;
 
 /*

@@ -699,9 +699,15 @@ gboolean coca_ca_init(const char *ca_dir, const char *cn, unsigned days,
     long klen;
     gboolean ok = FALSE;
 
-    if (g_file_test(key_path, G_FILE_TEST_EXISTS)) {
+    g_autofree char *crt_path = g_build_filename(ca_dir, "ca.crt", NULL);
+
+    /* a ca.crt alone may be the anchor of a key kept in an HSM */
+    if (g_file_test(key_path, G_FILE_TEST_EXISTS) ||
+        g_file_test(crt_path, G_FILE_TEST_EXISTS)) {
         g_set_error(errp, PROVISION_ERROR, 1, "%s exists: refusing to "
-                    "overwrite a CA key", key_path);
+                    "overwrite a CA",
+                    g_file_test(key_path, G_FILE_TEST_EXISTS) ? key_path :
+                    crt_path);
         return FALSE;
     }
     if (!make_dir(ca_dir, 0700, (gid_t)-1, errp)) {

@@ -52,7 +52,10 @@ echo "$R/etc/libvirt/hooks/qemu.d/50-coco-attest"
 if [ ! -e "$R/etc/coco-attest/hook.conf" ]; then
     put 0644 "$TOP/libvirt-hooks/hook.conf.example" /etc/coco-attest/hook.conf
 fi
-if [ ! -e "$R/etc/coco-attest/ca/ca.key" ] && [ -z "${COCO_NO_CA:-}" ]; then
+# a CA only where there is none: a ca.crt alone may go with a key in an
+# HSM (hook.conf's key=pkcs11:...)
+if [ ! -e "$R/etc/coco-attest/ca/ca.key" ] &&
+   [ ! -e "$R/etc/coco-attest/ca/ca.crt" ] && [ -z "${COCO_NO_CA:-}" ]; then
     "$B/coco-attest-provision" init-ca --ca-dir "$R/etc/coco-attest/ca" \
         > /dev/null
     echo "$R/etc/coco-attest/ca/ca.crt"

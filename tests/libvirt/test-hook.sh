@@ -201,8 +201,61 @@ domain plain "" "" "$(cmdline /srv/own-dir)" > owndir.xml
 "$H" plain prepare begin - < owndir.xml
 ok $? "no metadata and a directory outside the state directory: ignored"
 domain bad "$M1" "" "  <qemu:commandline><qemu:arg value='-object'/><qemu:arg value='{\"qom-type\":\"coco-attest-ca\",\"id\":\"ca0\",\"dir\":\"$T/state/$UUID\"}'/></qemu:commandline>" > json.xml
-refused "refused: -object coco-attest-ca as JSON" "key=value form" \
+refused "refused: -object coco-attest-ca as JSON" "form the hook does not read" \
     json.xml hook.conf
+# what QEMU would read differently from a naive parser (it takes the
+# last of two keys), and paths that reach another directory
+carg() {   # carg VALUE: metadata and a command line with that -object
+    domain bad "$M1" "" "  <qemu:commandline><qemu:arg value='-object'/><qemu:arg value='$1'/><qemu:arg value='-device'/><qemu:arg value='coco-attest,ca=c'/></qemu:commandline>"
+}
+carg "coco-attest-ca,id=c,dir=$T/state/$UUID,dir=$T/state/$OTHER" > dup.xml
+refused "refused: dir= given twice (QEMU takes the last)" \
+    "form the hook does not read" dup.xml hook.conf
+carg "coco-attest-ca,id=c,dir=$T/state/$UUID,qom-type=tls-creds-anon" > qt.xml
+refused "refused: a second type key" "form the hook does not read" qt.xml \
+    hook.conf
+carg "x,qom-type=coco-attest-ca,id=c,dir=$T/state/$UUID" > qt2.xml
+refused "refused: the type given by qom-type=" "form the hook does not read" \
+    qt2.xml hook.conf
+carg '{"qom-type":"coco-attest\u002dca","id":"c","dir":"x"}' > esc.xml
+refused "refused: JSON with an escape hiding the type" \
+    "form the hook does not read" esc.xml hook.conf
+carg "coco-attest-ca,id=c,dir=$T/state/$UUID/ek/.." > dots.xml
+refused "refused: a path that only resolves to the directory" \
+    "copied from another domain" dots.xml hook.conf
+domain bad "$M1" "" "$(cmdline "$T/state/$UUID" | sed "s|</qemu:commandline>|<qemu:arg value='-uuid'/><qemu:arg value='$OTHER'/></qemu:commandline>|")" > uuid.xml
+refused "refused: a second -uuid in the command line" "-uuid" uuid.xml \
+    hook.conf
+domain bad "" "" "$(cmdline "/proc/self/root$T/state/$UUID")" > proc.xml
+refused "refused: no metadata, the state directory through /proc" \
+    "nothing provisions it" proc.xml hook.conf
+
+# --- the state directory: the hook's own, no planted symlinks ---------------
+mkdir -p victim sd4
+echo keep > victim/chain.pem
+printf '%s\n' "[ca]" "dir=$T/ca" "[hook]" "group=nogroup" \
+    "state-dir=$T/sd4" > hook4.conf
+ln -s "$T/victim" "sd4/$UUID"
+domain vm1 "$META" "" "$(cmdline "$T/sd4/$UUID")" > sym.xml
+refused "refused: an instance directory that is a symlink" "not a directory the hook made" \
+    sym.xml hook4.conf
+out=$(COCO_ATTEST_HOOK_CONF=$T/hook4.conf "$H" vm1 release end - < sym.xml 2>&1)
+[ $? -eq 1 ] && grep -q "not a directory the hook made" <<< "$out" &&
+    [ "$(cat victim/chain.pem)" = keep ] && [ "$(stat -c %a victim)" != 750 ]
+ok $? "release end does not follow it either: the target is untouched"
+rm "sd4/$UUID"
+chmod 1777 sd4
+refused "refused: a state directory others can write" "writable by it alone" \
+    sym.xml hook4.conf
+chmod 755 sd4
+
+# --- oversized XML: only prepare refuses it -------------------------------
+{ head -c 4200000 /dev/zero | tr '\0' ' '; cat vm1.xml; } > big.xml
+"$H" vm1 reconnect begin - < big.xml && "$H" vm1 release end - < big.xml &&
+    "$H" vm1 migrate begin - < big.xml | cmp -s - big.xml
+ok $? "XML over 4 MiB: reconnect and release pass, migrate passes it through"
+! "$H" vm1 prepare begin - < big.xml 2> /dev/null
+ok $? "XML over 4 MiB: prepare refuses it"
 
 # --- hook.conf ---------------------------------------------------------------
 TOP=$(cd "$(dirname "$SCHEMA")/../.." && pwd)
@@ -240,9 +293,19 @@ conf_refused "hook.conf: validity-hours must be a number of hours" \
     "validity-hours='24h'" "validity-hours=24h"
 conf_refused "hook.conf: a relative state-dir is refused" "absolute path" \
     "state-dir=var/lib"
+conf_refused "hook.conf: a state-dir of / is refused" "other than /" \
+    "state-dir=/"
+conf_refused "hook.conf: a key given twice is refused" "given twice" \
+    "state-dir=/srv/a" "state-dir=/srv/b"
+conf_refused "hook.conf: a localised key is refused" "localised key" \
+    "state-dir[fr]=/srv/a"
+conf_refused "hook.conf: escapes are refused" "escape sequences" \
+    'state-dir=/srv/a\s'
+conf_refused "hook.conf: an empty value is refused" "has no value" \
+    "group="
 printf '%s\n' "[ca]" "dir=$T/ca" "[hook]" "group=nogroup" \
     "state-dir=$T/state3" > hook3.conf
-refused "refused at start: a broken hook.conf, named" "absolute path" \
+refused "refused at start: a broken hook.conf, named" "has no value" \
     copied.xml bad.conf
 
 # --- print-xml ---------------------------------------------------------------
@@ -265,6 +328,17 @@ ok $? "print-xml --domain adds the command line and the qemu namespace"
 COCO_ATTEST_HOOK_CONF=$T/hook3.conf "$P" print-xml --uuid "$UUID" |
     grep -q "dir=$T/state3/$UUID'"
 ok $? "print-xml --uuid follows hook.conf's state-dir"
+U_UP=$(tr a-f A-F <<< "$UUID")
+"$P" print-xml --uuid "$U_UP" --state-dir /srv/coca | grep -q "dir=/srv/coca/$UUID'" &&
+    ! "$P" print-xml --uuid "------------------------------------" \
+        > /dev/null 2>&1
+ok $? "print-xml --uuid: lowercase like the hook, malformed UUIDs refused"
+! "$P" print-xml --domain uuid.xml > /dev/null 2> hz.err &&
+    grep -q -- "-uuid" hz.err
+ok $? "print-xml --domain refuses a command line with what the hook refuses"
+mkdir ca5 && cp ca/ca.crt ca5/ &&
+    ! "$P" init-ca --ca-dir ca5 > /dev/null 2>&1 && cmp -s ca/ca.crt ca5/ca.crt
+ok $? "init-ca never replaces a ca.crt (its key may be in an HSM)"
 
 # --- release, reconnect, restore ---------------------------------------
 "$H" vm1 release end - < vm1.xml && [ "$(ls "$D")" = ek ]
