@@ -549,8 +549,9 @@ char *coca_domain_add_device(const char *xml, gsize len,
                              const char *instance_root, char **why)
 {
     xmlDocPtr doc = read_domain_xml(xml, len, XML_PARSE_NOBLANKS, why);
-    xmlNodePtr root, uuid_el, cmdline;
+    xmlNodePtr root, uuid_el, cmdline, last = NULL;
     GPtrArray *args;
+    gboolean dropped;
     CocaDomain seen;
     xmlNsPtr ns;
     xmlChar *uuid = NULL, *out = NULL;
@@ -601,55 +602,60 @@ char *coca_domain_add_device(const char *xml, gsize len,
         ns = xmlNewNs(root, (const xmlChar *)QEMU_XMLNS,
                       (const xmlChar *)"qemu");
     }
-    cmdline = child_element(root, "commandline", QEMU_XMLNS);
-    if (!cmdline) {
-        cmdline = xmlNewChild(root, ns, (const xmlChar *)"commandline",
-                              NULL);
-    }
+
     /*
      * Drop earlier coco-attest arguments, so that the result names this
      * domain only.  Arguments pair up as read_cmdline() reads them:
      * consecutive <qemu:arg value=...>, across every <qemu:commandline>.
      */
-    args = g_ptr_array_new();
-    for (xmlNodePtr c = root->children; c; c = c->next) {
-        if (c->type == XML_ELEMENT_NODE &&
-            !strcmp((const char *)c->name, "commandline") && c->ns &&
-            !strcmp((const char *)c->ns->href, QEMU_XMLNS)) {
-            for (xmlNodePtr a = next_arg(c->children); a;
-                 a = next_arg(a->next)) {
-                g_ptr_array_add(args, a);
+    /* until nothing is left: a removal can join two arguments anew */
+    do {
+        dropped = FALSE;
+        args = g_ptr_array_new();
+        for (xmlNodePtr c = root->children; c; c = c->next) {
+            if (c->type == XML_ELEMENT_NODE &&
+                !strcmp((const char *)c->name, "commandline") && c->ns &&
+                !strcmp((const char *)c->ns->href, QEMU_XMLNS)) {
+                last = c;
+                for (xmlNodePtr a = next_arg(c->children); a;
+                     a = next_arg(a->next)) {
+                    g_ptr_array_add(args, a);
+                }
             }
         }
-    }
-    for (guint i = 0; i + 1 < args->len; i++) {
-        xmlNodePtr a = g_ptr_array_index(args, i);
-        xmlNodePtr val = g_ptr_array_index(args, i + 1);
-        xmlChar *flag = xmlGetProp(a, (const xmlChar *)"value");
-        xmlChar *v = xmlGetProp(val, (const xmlChar *)"value");
-        gboolean unreadable = FALSE, drop = FALSE;
-        char *cadir;
+        for (guint i = 0; i + 1 < args->len; i++) {
+            xmlNodePtr a = g_ptr_array_index(args, i);
+            xmlNodePtr val = g_ptr_array_index(args, i + 1);
+            xmlChar *flag = xmlGetProp(a, (const xmlChar *)"value");
+            xmlChar *v = xmlGetProp(val, (const xmlChar *)"value");
+            gboolean unreadable = FALSE, drop = FALSE;
+            char *cadir;
 
-        if (flag && v && (!strcmp((char *)flag, "-object") ||
-                          !strcmp((char *)flag, "--object"))) {
-            cadir = coca_cmdline_ca_dir((char *)v, &unreadable);
-            drop = cadir || unreadable;
-            g_free(cadir);
-        } else if (flag && v && (!strcmp((char *)flag, "-device") ||
-                                 !strcmp((char *)flag, "--device"))) {
-            drop = coca_cmdline_is_device((char *)v);
+            if (flag && v && (!strcmp((char *)flag, "-object") ||
+                              !strcmp((char *)flag, "--object"))) {
+                cadir = coca_cmdline_ca_dir((char *)v, &unreadable);
+                drop = cadir || unreadable;
+                g_free(cadir);
+            } else if (flag && v && (!strcmp((char *)flag, "-device") ||
+                                     !strcmp((char *)flag, "--device"))) {
+                drop = coca_cmdline_is_device((char *)v);
+            }
+            if (drop) {
+                xmlUnlinkNode(a);
+                xmlFreeNode(a);
+                xmlUnlinkNode(val);
+                xmlFreeNode(val);
+                dropped = TRUE;
+                i++;
+            }
+            xmlFree(flag);
+            xmlFree(v);
         }
-        if (drop) {
-            xmlUnlinkNode(a);
-            xmlFreeNode(a);
-            xmlUnlinkNode(val);
-            xmlFreeNode(val);
-            i++;
-        }
-        xmlFree(flag);
-        xmlFree(v);
-    }
-    g_ptr_array_unref(args);
+        g_ptr_array_unref(args);
+    } while (dropped);
+    /* last, so that no argument already there pairs differently */
+    cmdline = last ? last : xmlNewChild(root, ns,
+                                        (const xmlChar *)"commandline", NULL);
     obj = g_strdup_printf("coco-attest-ca,id=coca-ca0,dir=%s", dir);
     add_arg(cmdline, ns, "-object");
     add_arg(cmdline, ns, obj);
