@@ -82,7 +82,9 @@ state-dir=$STATE
 CONF
     env_hook
     if ! $V version > /dev/null 2>&1; then
-        virtlogd -d && libvirtd -d || return 1
+        # one left running (a daemon outlives a killed test) is reused
+        pgrep -x virtlogd > /dev/null || virtlogd -d || return 1
+        libvirtd -d || return 1
         started_daemons=1
         for _ in $(seq 100); do
             $V version > /dev/null 2>&1 && break

@@ -40,9 +40,14 @@ cleanup() {
     if [ "$started" = 1 ]; then
         kill "$(cat /run/libvirtd.pid)" "$(cat /run/virtlogd.pid)" \
             2> /dev/null
-        sleep 1
+        for _ in $(seq 300); do
+            pgrep -x libvirtd > /dev/null || pgrep -x virtlogd > /dev/null ||
+                break
+            sleep 0.1
+        done
     else
-        pkill -HUP -x 'libvirtd|virtqemud'
+        pkill -HUP -x libvirtd
+        pkill -HUP -x virtqemud
     fi
     rm -rf "$T"
 }
@@ -58,10 +63,12 @@ ok $? "docs/libvirt.md has the workflow and the removal blocks" ||
 # that an earlier test stopped may still hold its pid file for a while
 if ! $V version > /dev/null 2>&1; then
     for _ in $(seq 300); do
-        pgrep -x 'libvirtd|virtlogd' > /dev/null || break
+        pgrep -x libvirtd > /dev/null || break
         sleep 0.1
     done
-    virtlogd -d && libvirtd -d && started=1
+    # a virtlogd left running (it outlives a killed test) is reused
+    pgrep -x virtlogd > /dev/null || virtlogd -d
+    libvirtd -d && started=1
     for _ in $(seq 100); do
         $V version > /dev/null 2>&1 && break
         sleep 0.1
